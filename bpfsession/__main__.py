@@ -1,0 +1,3 @@
+from bpfsession.cli import main
+
+raise SystemExit(main())

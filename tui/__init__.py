@@ -1,0 +1,1 @@
+"""The Textual session browser started by `bpfsession tui`."""
