@@ -89,3 +89,39 @@ def send_udp(addr: str, count: int = 5, port: int = 9) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for _ in range(count):
             s.sendto(b"bpfsession-test", (addr, port))
+
+
+# A child script that prints "BPF_MAP<id> <kernel map id>" for each map it was handed, plus
+# BPF_NUM_MAPS and BPF_OBJ: what any receiver's command sees, read from its own fdinfo.
+SHOW_MAPS = (
+    'echo "NUM $BPF_NUM_MAPS"; echo "OBJ ${BPF_OBJ:-}"; '
+    'for v in $(env | grep "^BPF_MAP[0-9]*=" | sort); do n=${v%%=*}; fd=${v#*=}; '
+    'echo "$n $(grep ^map_id: /proc/self/fdinfo/$fd | cut -f2)"; done'
+)
+
+
+def parse_show_maps(out: str) -> tuple[int, dict[str, int]]:
+    """(BPF_NUM_MAPS, {"BPF_MAP0": kernel id, ...}) from SHOW_MAPS output."""
+    num, ids = -1, {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "NUM":
+            num = int(value)
+        elif key.startswith("BPF_MAP"):
+            ids[key] = int(value)
+    return num, ids
+
+
+def tc_exec_receiver(uds: str, script: str = SHOW_MAPS, netns: str | None = None):
+    """Start iproute2's real receiver, `tc exec bpf imp UDS run sh -c SCRIPT`, bound."""
+    cmd = ["tc", "exec", "bpf", "imp", uds, "run", "sh", "-c", script]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_socket(uds)
+    except AssertionError:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc
