@@ -1,0 +1,181 @@
+"""`send`: resolve map sources to fds and hand them over in bpf_scm v1 format.
+
+With libbpf-built iproute2, `tc filter add ... exp UDS` sends nothing for modern (BTF-map)
+objects (FACTS.md), so this is the sender for them: it takes maps that are already loaded,
+by map id, pinned path, program id, or the tc filter on a device.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bpfsession import wire
+from bpfsession.errors import BpfSessionError, KernelError
+from bpfsession.fds import FdSet
+from bpfsession.kernel import bpf
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # "map-id" | "pinned" | "prog-id" | "dev" | "session"
+    value: str
+    direction: str | None = None  # for "dev": "ingress" | "egress"
+
+    def __str__(self) -> str:
+        text = f"--{self.kind} {self.value}"
+        return f"{text} --{self.direction}" if self.direction else text
+
+
+@dataclass
+class Collected:
+    """Map fds gathered from the sources, in order, deduplicated by kernel map id."""
+
+    fds: FdSet
+    obj_hint: str | None = None
+
+    def __post_init__(self) -> None:
+        self._ids: set[int] = set()
+
+    def add(self, fd: int) -> None:
+        """Take ownership of `fd`; a map already collected is closed and skipped."""
+        try:
+            map_id = bpf.map_info(fd).id
+        except BaseException:
+            os.close(fd)
+            raise
+        if map_id in self._ids:
+            os.close(fd)
+            return
+        self._ids.add(map_id)
+        self.fds.add(fd)
+
+
+def _kernel_hint(err: KernelError, what: str) -> BpfSessionError:
+    if err.errno == 2:
+        return BpfSessionError(f"{what} does not exist (see `bpftool map show` / `prog show`)")
+    if err.errno == 1:
+        return BpfSessionError(f"{what}: permission denied (CAP_BPF or CAP_SYS_ADMIN needed)")
+    return BpfSessionError(f"{what}: {err.strerror}")
+
+
+def _map_by_id(out: Collected, map_id: int) -> None:
+    try:
+        out.add(bpf.map_get_fd_by_id(map_id))
+    except KernelError as err:
+        raise _kernel_hint(err, f"map id {map_id}") from None
+
+
+def _prog_maps(out: Collected, prog_id: int) -> str:
+    try:
+        fd = bpf.prog_get_fd_by_id(prog_id)
+    except KernelError as err:
+        raise _kernel_hint(err, f"prog id {prog_id}") from None
+    try:
+        info = bpf.prog_info(fd)
+    finally:
+        os.close(fd)
+    if not info.map_ids:
+        raise BpfSessionError(f"prog id {prog_id} ({info.name}) uses no maps")
+    for map_id in info.map_ids:
+        _map_by_id(out, map_id)
+    return info.name
+
+
+def _pinned(out: Collected, path: str) -> None:
+    try:
+        fd = bpf.obj_get(path)
+    except KernelError as err:
+        if err.errno == 2:
+            raise BpfSessionError(f"nothing pinned at {path}") from None
+        if err.errno in (1, 13, 22):  # EPERM/EACCES/EINVAL: not on bpffs, not a bpf object
+            raise BpfSessionError(f"{path} is not a pinned BPF object (is it on a bpf file "
+                                  "system, e.g. /sys/fs/bpf?)") from None
+        raise _kernel_hint(err, path) from None
+    kind = bpf.fd_kind(fd)
+    if kind != "bpf-map":
+        os.close(fd)
+        raise BpfSessionError(f"{path} is a pinned {kind or 'object'}, not a map; use "
+                              "--prog-id for a program's maps")
+    out.add(fd)
+
+
+def _dev_maps(out: Collected, dev: str, direction: str, netns_path: str | None) -> str:
+    from bpfsession import tcfilter
+
+    filters = tcfilter.bpf_filters(dev, direction, netns_path)
+    if not filters:
+        raise BpfSessionError(f"no BPF filter on {dev} {direction} (see `tc filter show dev "
+                              f"{dev} {direction}`)")
+    for f in filters:
+        _prog_maps(out, f.prog_id)
+    # "counter.o:[tc]" -> "counter.o": iproute2 announces the object file's name.
+    return re.sub(r":\[.*\]$", "", filters[0].name) or dev
+
+
+def collect(sources: Sequence[Source], netns_path: str | None = None) -> Collected:
+    """Open every map the sources name, in order; all fds closed on any failure."""
+    out = Collected(FdSet())
+    with out.fds:
+        for src in sources:
+            hint = None
+            if src.kind == "map-id":
+                _map_by_id(out, _int(src))
+            elif src.kind == "prog-id":
+                hint = _prog_maps(out, _int(src))
+            elif src.kind == "pinned":
+                _pinned(out, src.value)
+            elif src.kind == "dev":
+                if src.direction is None:
+                    raise BpfSessionError(f"--dev {src.value} needs --ingress or --egress")
+                hint = _dev_maps(out, src.value, src.direction, netns_path)
+            elif src.kind == "session":
+                hint = _session_maps(out, src.value)
+            out.obj_hint = out.obj_hint or hint
+    return out
+
+
+def _session_maps(out: Collected, spec: str) -> str | None:
+    from bpfsession import attach, discover
+
+    obj, maps = attach.fetch_maps(discover.find(spec))
+    pending = [fd for _, fd in maps]
+    try:
+        while pending:
+            out.add(pending.pop(0))
+    finally:
+        FdSet(pending).close()
+    return obj
+
+
+def _int(src: Source) -> int:
+    try:
+        return int(src.value, 0)
+    except ValueError:
+        raise BpfSessionError(f"{src}: not a number") from None
+
+
+def entry_for(info: bpf.MapInfo, entry_id: int) -> wire.MapEntry:
+    """A bpf_elf_map entry from the kernel's view of a map."""
+    return wire.MapEntry(type=info.type, size_key=info.key_size, size_value=info.value_size,
+                         max_elem=info.max_entries, flags=info.flags, id=entry_id)
+
+
+def send(uds: str, sources: Sequence[Source], obj: str | None = None,
+         netns_path: str | None = None) -> tuple[str, list[bpf.MapInfo]]:
+    """Collect, send (entry ids 0..n-1 in order), close; returns the obj name and the maps."""
+    if not sources:
+        raise BpfSessionError("no SOURCE given: --map-id, --pinned, --prog-id, --dev or "
+                              "--session")
+    collected = collect(sources, netns_path)
+    try:
+        infos = [bpf.map_info(fd) for fd in collected.fds]
+        name = obj or collected.obj_hint or "bpfsession"
+        pairs = zip(infos, collected.fds, strict=True)
+        wire.send_maps(uds, name, [(entry_for(info, i), fd)
+                                   for i, (info, fd) in enumerate(pairs)])
+    finally:
+        collected.fds.close()
+    return name, infos
