@@ -1,13 +1,26 @@
-"""`bpfsession new`: receive map fds and spawn a supervised session (see session.py)."""
+"""`bpfsession new`: receive map fds and spawn a supervised session (see session.py).
+
+Container specs may configure it through the environment instead of flags:
+BPFSESSION_IMPORT (UDS; then `imp UDS` may be left out), BPFSESSION_NETNS,
+BPFSESSION_TIMEOUT, BPFSESSION_NAME, and BPFSESSION_GRACE (the --init grace period).
+Flags win over the environment.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+
+from bpfsession.errors import BpfSessionError
 
 
 def register(sub) -> None:
     p = sub.add_parser("new", help="receive map fds on UDS and run a shell or command with them",
-                       usage="bpfsession new [options] (imp|import) UDS [run CMD [ARG...]]")
+                       usage="bpfsession new [options] (imp|import) UDS [run CMD [ARG...]]",
+                       description="Wait for maps on the unix datagram socket UDS (iproute2's "
+                       "bpf_scm v1, as `tc exec bpf import UDS`), then run CMD, or $SHELL, "
+                       "holding them. Environment: BPFSESSION_IMPORT, BPFSESSION_NETNS, "
+                       "BPFSESSION_TIMEOUT, BPFSESSION_NAME, BPFSESSION_GRACE (flags win).")
     p.add_argument("--name", help="session name (default: derived from the object name)")
     p.add_argument("--netns", help="network namespace: a name under /run/netns or a path")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
@@ -16,7 +29,8 @@ def register(sub) -> None:
                    help="also accept senders with this uid (root and you always are)")
     p.add_argument("--exec", action="store_true", dest="exec_",
                    help="replace bpfsession with the command, like tc exec (no supervisor)")
-    p.add_argument("--init", action="store_true", help="act as an init: reap all orphans")
+    p.add_argument("--init", action="store_true",
+                   help="act as an init: reap all orphans, end lingering processes at exit")
     p.add_argument("--keep-caps", metavar="CAP,...",
                    help="drop every capability but these from the command")
     p.add_argument("--no-new-privs", action="store_true",
@@ -25,7 +39,72 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from bpfsession.errors import BpfSessionError
+def parse_rest(rest: list[str], env_uds: str | None) -> tuple[str, list[str] | None]:
+    """`(imp|import) UDS [run CMD [ARG...]]` -> (UDS, CMD or None for the shell)."""
+    uds = None
+    if rest and rest[0] in ("imp", "import"):
+        if len(rest) < 2 or not rest[1]:
+            raise BpfSessionError(f"`{rest[0]}` needs the socket path: {rest[0]} UDS")
+        uds, rest = rest[1], rest[2:]
+    elif env_uds:
+        uds = env_uds
+    command = None
+    if rest:
+        if rest[0] != "run":
+            where = "after UDS" if uds and uds != env_uds else "here"
+            raise BpfSessionError(f"unexpected '{rest[0]}' {where}: expected "
+                                  "`imp UDS [run CMD [ARG...]]` (options go before `imp`)")
+        command = rest[1:]
+        if not command or not command[0]:
+            raise BpfSessionError("`run` needs a command: run CMD [ARG...]")
+    if uds is None:
+        raise BpfSessionError("no socket given: use `imp UDS` or set BPFSESSION_IMPORT")
+    return uds, command
 
-    raise BpfSessionError("`bpfsession new` is not built yet")
+
+def _seconds(value: str | None, what: str, allow_zero: bool) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not (seconds > 0 or (allow_zero and seconds == 0)) or seconds != seconds:
+        raise BpfSessionError(f"{what} must be a {'non-negative' if allow_zero else 'positive'} "
+                              f"number of seconds, not {value!r}")
+    return seconds
+
+
+def config_from(args, environ=os.environ):
+    """The session.Config for parsed arguments; flags win over BPFSESSION_* variables."""
+    from bpfsession import init
+    from bpfsession.session import Config
+
+    uds, command = parse_rest(args.rest, environ.get("BPFSESSION_IMPORT") or None)
+    if args.timeout is not None:
+        timeout = _seconds(str(args.timeout), "--timeout", allow_zero=False)
+    else:
+        timeout = _seconds(environ.get("BPFSESSION_TIMEOUT"), "BPFSESSION_TIMEOUT", False)
+    grace = _seconds(environ.get("BPFSESSION_GRACE"), "BPFSESSION_GRACE", allow_zero=True)
+    for uid in args.allow_uid:
+        if uid < 0:
+            raise BpfSessionError(f"--allow-uid {uid}: a uid is a number >= 0")
+    keep_caps = None
+    if args.keep_caps is not None:
+        from bpfsession import caps
+
+        keep_caps = caps.parse(args.keep_caps)
+    return Config(
+        uds=uds, command=command,
+        name=args.name or environ.get("BPFSESSION_NAME") or None,
+        netns=args.netns or environ.get("BPFSESSION_NETNS") or None,
+        timeout=timeout, allow_uids=tuple(args.allow_uid), exec_=args.exec_,
+        init=args.init, keep_caps=keep_caps, no_new_privs=args.no_new_privs,
+        grace=init.DEFAULT_GRACE if grace is None else grace,
+    )
+
+
+def run(args) -> int:
+    from bpfsession import session
+
+    return session.run(config_from(args))

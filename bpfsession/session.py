@@ -1,0 +1,616 @@
+"""`bpfsession new`: receive map fds, spawn the session's command, supervise it.
+
+The flow, and who owns what at each step:
+
+1. receive(): bind UDS (wire.Listener), wait for one complete hand-off, close and remove
+   the socket. SIGINT/SIGTERM/SIGHUP/SIGQUIT during the wait end it cleanly (Interrupted).
+   The received fds belong to the Handoff's FdSet until the end of run().
+2. describe(): each fd's metadata from the kernel (never the sender's claims).
+3. spawn(): fork; the child (only the child) takes the terminal, enters the netns,
+   drops capabilities, moves the maps to fds 3..3+n-1, closes everything else and
+   execs. A failure before exec comes back over a close-on-exec pipe as an error.
+   With --exec the launcher does the same to itself instead, like `tc exec`.
+4. supervise(): forward signals, reap (we are a child subreaper, or PID 1), answer
+   `bpfsession attach` on the control socket, exit with the command's status.
+   The registry entry and control socket are removed on every way out.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import os
+import signal
+import socket
+import struct
+import sys
+from dataclasses import dataclass, field, replace
+
+from bpfsession import init, registry, wire
+from bpfsession.errors import BpfSessionError, KernelError
+from bpfsession.kernel import bpf
+from bpfsession.netns import Netns
+
+# Signals that end the wait for maps (socket removed, nothing spawned, exit 128+N).
+WAIT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+# Inherited variables that would describe another session's fds (closed in the command).
+_STALE_ENV_PREFIXES = ("BPF_MAP",)
+_STALE_ENV = ("BPF_NUM_MAPS", "BPF_OBJ", "BPFSESSION_NETNS")
+_SESSION_NAME_FORBIDDEN = set("/ \t\n\r\0")
+_DEFAULT_GRACE = init.DEFAULT_GRACE  # (Config.init, a flag, shadows the module in its body)
+
+
+@dataclass
+class Config:
+    """Everything `new` was asked to do (flags merged over the environment by the CLI)."""
+
+    uds: str
+    command: list[str] | None = None  # None: $SHELL (else /bin/sh), interactive
+    name: str | None = None
+    netns: str | None = None
+    timeout: float | None = None
+    allow_uids: tuple[int, ...] = ()
+    exec_: bool = False
+    init: bool = False
+    keep_caps: frozenset[int] | None = None
+    no_new_privs: bool = False
+    grace: float = _DEFAULT_GRACE
+    run_dir: str = field(default_factory=registry.run_dir)
+
+    @property
+    def argv(self) -> list[str]:
+        return self.command or [os.environ.get("SHELL") or "/bin/sh"]
+
+    @property
+    def senders(self) -> set[int]:
+        """Accepted sender uids: root, the invoking user, and every --allow-uid."""
+        return {0, os.getuid(), *self.allow_uids}
+
+
+class Interrupted(BpfSessionError):
+    def __init__(self, signum: int, path: str):
+        super().__init__(f"interrupted by {signal.Signals(signum).name} while waiting for "
+                         f"maps on {path}; nothing was started", 128 + signum)
+        self.signum = signum
+
+
+# -- 1. receive -----------------------------------------------------------------------
+
+class _WaitSignals:
+    """Handlers for the wait: a signal raises Interrupted while armed, else is held.
+
+    Held signals are raised at the next arm(), or by the caller after clean-up, so no
+    signal can land half-way through creating or removing the socket file.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.caught: int | None = None
+        self.armed = False
+        self._old = {s: signal.signal(s, self._handle) for s in WAIT_SIGNALS}
+
+    def _handle(self, signum, frame) -> None:
+        if self.caught is None:
+            self.caught = signum
+        if self.armed:
+            self.armed = False
+            raise Interrupted(signum, self.path)
+
+    def arm(self) -> None:
+        if self.caught is not None:
+            raise Interrupted(self.caught, self.path)
+        self.armed = True
+
+    def restore(self) -> None:
+        self.armed = False
+        for signum, handler in self._old.items():
+            signal.signal(signum, handler)
+
+
+def receive(cfg: Config, on_refused=None) -> wire.Handoff:
+    """One complete hand-off on cfg.uds; the socket file is gone when this returns or raises."""
+    if on_refused is None:
+        on_refused = _report_refused
+    sigs = _WaitSignals(cfg.uds)
+    try:
+        listener = wire.Listener(cfg.uds)
+        try:
+            sigs.arm()
+            handoff = wire.receive(listener, cfg.senders, cfg.timeout, on_refused)
+            sigs.armed = False
+        finally:
+            sigs.armed = False
+            listener.close()
+    finally:
+        sigs.restore()
+    if sigs.caught is not None:
+        handoff.close()
+        raise Interrupted(sigs.caught, cfg.uds)
+    return handoff
+
+
+def _report_refused(text: str) -> None:
+    sys.stderr.write(f"bpfsession: {text}\n")
+    sys.stderr.flush()
+
+
+# -- 2. describe ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SessionMap:
+    """One received map: the sender's entry, our fd, the command's fd, the kernel's info."""
+
+    entry: wire.MapEntry
+    fd: int
+    child_fd: int
+    info: bpf.MapInfo
+
+    @property
+    def env(self) -> str:
+        return f"BPF_MAP{self.entry.id}"
+
+    def record(self) -> dict:
+        """The registry's (and `list -j`'s) shape of a map."""
+        return {"env": self.env, "fd": self.child_fd, "id": self.info.id,
+                "name": self.info.name, "type": self.info.type_name,
+                "key_size": self.info.key_size, "value_size": self.info.value_size,
+                "max_entries": self.info.max_entries}
+
+    def wire_entry(self) -> wire.MapEntry:
+        """The entry to hand on (attach): the sender's id, the kernel's type and sizes."""
+        return replace(self.entry, type=self.info.type, size_key=self.info.key_size,
+                       size_value=self.info.value_size, max_elem=self.info.max_entries,
+                       flags=self.info.flags)
+
+
+FIRST_MAP_FD = 3
+
+
+def describe(handoff: wire.Handoff) -> list[SessionMap]:
+    maps = []
+    for i, (entry, fd) in enumerate(zip(handoff.entries, handoff.fds, strict=True)):
+        try:
+            info = bpf.map_info(fd)
+        except KernelError as err:
+            raise BpfSessionError(f"cannot read map {entry.id} from the kernel: "
+                                  f"{err.strerror}") from None
+        maps.append(SessionMap(entry, fd, FIRST_MAP_FD + i, info))
+    return maps
+
+
+def env_key(map_name: str) -> str:
+    """BPF_MAP_<NAME>'s NAME: upper-cased, anything but A-Z 0-9 _ turned into `_`."""
+    return "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
+                   for c in map_name.upper())
+
+
+def map_env(maps: list[SessionMap]) -> dict[str, str]:
+    env = {"BPF_NUM_MAPS": str(len(maps))}
+    for m in maps:
+        env[m.env] = str(m.child_fd)
+    by_key: dict[str, list[SessionMap]] = {}
+    for m in maps:
+        if m.info.name:
+            by_key.setdefault(env_key(m.info.name), []).append(m)
+    for key, same in by_key.items():
+        if len(same) == 1:  # two maps with one name would make BPF_MAP_<NAME> ambiguous
+            env[f"BPF_MAP_{key}"] = str(same[0].child_fd)
+    return env
+
+
+def session_env(base: dict[str, str], maps: list[SessionMap], obj: str, session_id: str,
+                name: str, netns_arg: str | None) -> dict[str, str]:
+    env = {k: v for k, v in base.items()
+           if k not in _STALE_ENV and not k.startswith(_STALE_ENV_PREFIXES)}
+    env.update(map_env(maps))
+    env["BPF_OBJ"] = obj
+    env["BPFSESSION_ID"] = session_id
+    env["BPFSESSION_NAME"] = name
+    if netns_arg is not None:
+        env["BPFSESSION_NETNS"] = netns_arg
+    return env
+
+
+def derive_name(obj: str) -> str:
+    name = "".join(c if c.isascii() and (c.isalnum() or c in "_.-") else "_" for c in obj)
+    return name.strip("._-") or "session"
+
+
+def check_name(name: str) -> None:
+    if not name or _SESSION_NAME_FORBIDDEN & set(name) or not name.isprintable():
+        raise BpfSessionError(f"bad session name {name!r}: use letters, digits, '_', '.', '-'")
+
+
+# -- 3. spawn -------------------------------------------------------------------------
+
+@dataclass
+class Launch:
+    """What the command's process needs between fork (or --exec) and exec."""
+
+    argv: list[str]
+    env: dict[str, str]
+    fds: list[int]  # the maps, in entry order: they become FIRST_MAP_FD...
+    netns: Netns | None = None
+    netns_fd: int = -1
+    keep_caps: frozenset[int] | None = None
+    no_new_privs: bool = False
+
+
+class Terminal:
+    """The controlling terminal on stdin, when we are its foreground process group."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    @classmethod
+    def detect(cls) -> Terminal | None:
+        try:
+            if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
+                return cls(0)
+        except OSError:
+            pass
+        return None
+
+    def hand_to(self, pgid: int) -> None:
+        """tcsetpgrp; from a background group it would raise SIGTTOU unless ignored."""
+        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        try:
+            os.tcsetpgrp(self.fd, pgid)
+        except OSError:
+            pass  # the terminal is gone (hang-up): nobody to hand it to
+        finally:
+            signal.signal(signal.SIGTTOU, old)
+
+
+def prepare(launch: Launch, terminal: Terminal | None, new_group: bool) -> None:
+    """Turn the calling process into the session's root, short of fds and exec."""
+    init.reset_signals_for_exec()
+    if new_group:
+        os.setpgid(0, 0)
+        if terminal is not None:
+            terminal.hand_to(os.getpid())
+    if launch.netns is not None:
+        from bpfsession import netns
+
+        netns.enter(launch.netns_fd, launch.netns)
+    if launch.keep_caps is not None or launch.no_new_privs:
+        from bpfsession import caps
+
+        try:
+            caps.restrict(launch.keep_caps, launch.no_new_privs)
+        except (OSError, ValueError) as err:
+            raise BpfSessionError(f"cannot restrict the command's capabilities: {err}") from None
+
+
+def arrange_fds(maps: list[int], keep: int = -1) -> int:
+    """Maps at FIRST_MAP_FD.. (inheritable), 0-2 untouched, every other fd closed.
+
+    `keep` (close-on-exec) survives, renumbered: the new number is returned.
+    """
+    top = FIRST_MAP_FD + len(maps)
+    # Lift every source above the target range first, so no dup2 overwrites a source.
+    lifted = [_fcntl_dupfd(fd, top) for fd in maps]
+    if keep >= 0:
+        keep = _fcntl_dupfd(keep, top)
+    for i, fd in enumerate(lifted):
+        os.dup2(fd, FIRST_MAP_FD + i, inheritable=True)
+    if keep >= 0:
+        os.closerange(top, keep)
+        os.closerange(keep + 1, 1 << 30)
+    else:
+        os.closerange(top, 1 << 30)
+    return keep
+
+
+def _fcntl_dupfd(fd: int, lowest: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest)
+
+
+def exec_command(launch: Launch) -> None:
+    """execvpe; returns only by raising BpfSessionError (127: not found, 126: not runnable)."""
+    try:
+        os.execvpe(launch.argv[0], launch.argv, launch.env)
+    except OSError as err:
+        status = 127 if err.errno == errno.ENOENT else 126
+        raise BpfSessionError(f"cannot run '{launch.argv[0]}': {err.strerror}",
+                              status) from None
+
+
+def spawn(launch: Launch, terminal: Terminal | None) -> int:
+    """Fork and exec the command in its own process group; its pid once exec succeeded."""
+    rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        _child(launch, terminal, rfd, wfd)
+    os.close(wfd)
+    try:
+        os.setpgid(pid, pid)  # also here: whoever runs first, the group exists
+    except OSError:
+        pass  # EACCES: it has exec'd already, having done it itself
+    try:
+        report = _read_all(rfd)
+    finally:
+        os.close(rfd)
+    if report:
+        os.waitpid(pid, 0)
+        if terminal is not None:
+            terminal.hand_to(os.getpgrp())
+        status, _, text = report.decode(errors="replace").partition(" ")
+        raise BpfSessionError(text, int(status))
+    return pid
+
+
+def _child(launch: Launch, terminal: Terminal | None, rfd: int, wfd: int):
+    """The forked child: never returns into the launcher's code, whatever happens."""
+    status = 127
+    try:
+        os.close(rfd)
+        prepare(launch, terminal, new_group=True)
+        wfd = arrange_fds(launch.fds, wfd)
+        exec_command(launch)
+    except BpfSessionError as err:
+        status = err.status
+        _write_report(wfd, f"{status} {err.hint}")
+    except BaseException as err:  # a bug: the launcher shows it; we must not unwind
+        status = 1
+        _write_report(wfd, f"1 internal error before exec: {type(err).__name__}: {err}")
+    os._exit(status)
+
+
+def _write_report(fd: int, text: str) -> None:
+    try:
+        os.write(fd, text.encode())
+    except OSError:
+        pass
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# -- 4. supervise ---------------------------------------------------------------------
+
+class ControlServer:
+    """The session's control socket for `bpfsession attach` (AF_UNIX SOCK_SEQPACKET).
+
+    Mode 0666; access is decided per connection by SO_PEERCRED: root, the session's
+    owner and its --allow-uids get the maps as bpf_scm v1 messages (wire.pack, with the
+    fds as SCM_RIGHTS, the same entry ids as received); anyone else one b"ERR <reason>".
+    Nothing here may block the supervisor: accept is non-blocking, sends time out.
+    """
+
+    SEND_TIMEOUT = 0.5
+    _PEERCRED = struct.Struct("=iII")
+
+    def __init__(self, path: str, allowed: set[int], obj: str, maps: list[SessionMap]):
+        self.path = path
+        self.allowed = allowed
+        entries = [m.wire_entry() for m in maps]
+        fds = [m.fd for m in maps]
+        self.messages = [(payload, array.array("i", fds[i * wire.MAX_FDS:(i + 1) * wire.MAX_FDS]))
+                         for i, payload in enumerate(wire.pack(obj, entries))]
+        sock = socket.socket(socket.AF_UNIX,
+                             socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+        try:
+            if os.path.lexists(path):
+                os.unlink(path)  # ids are random: a leftover of a killed supervisor
+            sock.bind(path)
+            os.chmod(path, 0o666)
+            sock.listen(16)
+            st = os.stat(path)
+        except OSError as err:
+            sock.close()
+            raise BpfSessionError(f"cannot create the control socket {path}: "
+                                  f"{err.strerror}") from None
+        self.sock = sock
+        self._ident = (st.st_dev, st.st_ino)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def serve(self) -> None:
+        """Answer every pending connection."""
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. ECONNABORTED: the client gave up
+            with conn:
+                self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        conn.settimeout(self.SEND_TIMEOUT)
+        try:
+            cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, self._PEERCRED.size)
+            pid, uid, _ = self._PEERCRED.unpack(cred)
+            if uid not in self.allowed:
+                conn.send(f"ERR uid {uid} may not attach: not root, the session's owner or "
+                          "an --allow-uid".encode())
+                return
+            for payload, fds in self.messages:
+                conn.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        except OSError:
+            pass  # a slow or vanished client is dropped; the session goes on
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == self._ident:
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def supervise(child: int, sigpipe: init.SignalPipe, control: ControlServer | None,
+              terminal: Terminal | None, init_mode: bool, grace: float) -> int:
+    """Forward signals, reap, serve attach; the command's exit status (128+N on signal N)."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    sel.register(sigpipe.fileno(), selectors.EVENT_READ, None)
+    if control is not None:
+        sel.register(control.fileno(), selectors.EVENT_READ, control)
+    try:
+        status, stopped = init.reap(child)
+        while status is None:
+            if stopped and terminal is not None:
+                _suspend_with(child, terminal)
+            for key, _ in sel.select():
+                if key.data is None:
+                    for signum in sigpipe.read():
+                        if signum in init.FORWARDED:
+                            init.forward(signum, child)
+                else:
+                    key.data.serve()
+            status, stopped = init.reap(child)
+    finally:
+        sel.close()
+    if init_mode:
+        init.end_lingering(grace)
+    return init.exit_code(status)
+
+
+def _suspend_with(child: int, terminal: Terminal) -> None:
+    """The command stopped (Ctrl-Z): stop too so the user's shell regains the terminal;
+    when resumed (fg), hand the terminal back and continue the command (as sudo does)."""
+    terminal.hand_to(os.getpgrp())
+    os.kill(os.getpid(), signal.SIGTSTP)
+    terminal.hand_to(child)
+    try:
+        os.killpg(child, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
+# -- the whole of `new` ---------------------------------------------------------------
+
+def run(cfg: Config) -> int:
+    """`bpfsession new`: the command's exit status, or BpfSessionError."""
+    target = None
+    netns_fd = -1
+    if cfg.netns:
+        from bpfsession import netns
+
+        target = netns.resolve(cfg.netns)
+        netns_fd = netns.open_netns(target)
+    try:
+        if cfg.name:
+            check_name(cfg.name)
+            registry.pick_name(cfg.run_dir, cfg.name, cfg.name)  # fail before waiting
+        handoff = receive(cfg)
+        try:
+            return _start(cfg, handoff, target, netns_fd)
+        finally:
+            handoff.close()
+    finally:
+        if netns_fd >= 0:
+            os.close(netns_fd)
+
+
+def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: int) -> int:
+    maps = describe(handoff)
+    session_id = registry.new_id()
+    name = registry.pick_name(cfg.run_dir, cfg.name, derive_name(handoff.obj))
+    argv = cfg.argv
+    launch = Launch(argv, session_env(dict(os.environ), maps, handoff.obj, session_id, name,
+                                      target.arg if target else None),
+                    [m.fd for m in maps], target, netns_fd, cfg.keep_caps, cfg.no_new_privs)
+    entry = {
+        "id": session_id, "name": name, "pid": os.getpid(), "supervisor": os.getpid(),
+        "supervisor_start": registry.start_time(os.getpid()), "uid": os.getuid(),
+        "allow_uids": sorted(set(cfg.allow_uids)),
+        "netns": (target.name or target.arg) if target else None,
+        "netns_path": target.path if target else None, "socket": os.path.abspath(cfg.uds),
+        "control": registry.control_path(cfg.run_dir, session_id), "obj": handoff.obj,
+        "command": argv, "started": _now(), "maps": [m.record() for m in maps],
+    }
+    if cfg.exec_:
+        return _exec(cfg, launch, entry)
+    return _supervised(cfg, launch, entry, handoff.obj, maps)
+
+
+def _exec(cfg: Config, launch: Launch, entry: dict) -> int:
+    """--exec: become the command (no supervisor, no control socket), like tc exec.
+
+    The registry entry stays behind the exec: its `supervisor` is the command itself, and
+    registry.prune() removes it once that process is gone.
+    """
+    entry["control"] = None
+    registered = _register(cfg.run_dir, entry)
+    try:
+        prepare(launch, None, new_group=False)
+        arrange_fds(launch.fds)
+        exec_command(launch)
+    finally:
+        if registered:
+            registry.remove(cfg.run_dir, entry["id"])
+    raise AssertionError("unreachable: exec_command returns only by raising")
+
+
+def _supervised(cfg: Config, launch: Launch, entry: dict, obj: str,
+                maps: list[SessionMap]) -> int:
+    import prctl
+
+    sigpipe = init.SignalPipe()  # from here on, signals are forwarded, not fatal
+    terminal = Terminal.detect()
+    control = None
+    registered = False
+    try:
+        if _usable_run_dir(cfg.run_dir):
+            control = ControlServer(entry["control"], cfg.senders, obj, maps)
+        else:
+            entry["control"] = None
+        prctl.set_child_subreaper(1)
+        child = spawn(launch, terminal)
+        entry["pid"] = child
+        registered = control is not None and _register(cfg.run_dir, entry)
+        title = f"bpfsession: {entry['name']}"
+        prctl.set_name(title)
+        prctl.set_proctitle(title)
+        return supervise(child, sigpipe, control, terminal, cfg.init or os.getpid() == 1,
+                         cfg.grace)
+    finally:
+        if registered:
+            registry.remove(cfg.run_dir, entry["id"])
+        if control is not None:
+            control.close()
+        if terminal is not None:
+            terminal.hand_to(os.getpgrp())
+        sigpipe.close()
+
+
+def _usable_run_dir(directory: str) -> bool:
+    try:
+        registry.ensure_dir(directory)
+    except BpfSessionError as err:
+        _warn(f"{err.hint}; the session runs unregistered (list/attach will not find it)")
+        return False
+    return True
+
+
+def _register(directory: str, entry: dict) -> bool:
+    try:
+        registry.ensure_dir(directory)
+        registry.write(directory, entry)
+    except BpfSessionError as err:
+        _warn(f"{err.hint}; the session runs unregistered")
+        return False
+    return True
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(f"bpfsession: warning: {text}\n")
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
