@@ -1,0 +1,65 @@
+"""Helpers for the `bpfsession new` tests (fixtures: tests/new_fixtures.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from bpfsession import wire
+from tests.helpers import wait_for, wait_for_socket
+
+
+def send(uds: str, fds: list[int], ids: list[int] | None = None, obj: str = "testobj") -> None:
+    """Send real map fds the way iproute2 does (entry ids 0..n-1 unless given)."""
+    ids = list(range(len(fds))) if ids is None else ids
+    wait_for_socket(uds)
+    wire.send_maps(uds, obj, [(wire.MapEntry(id=i), fd) for i, fd in zip(ids, fds, strict=True)])
+
+
+def finish(proc: subprocess.Popen, timeout: float = 20) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def entries(run_dir: str) -> list[dict]:
+    out = []
+    for name in sorted(os.listdir(run_dir)):
+        if name.endswith(".json"):
+            out.append(json.loads(Path(run_dir, name).read_text()))
+    return out
+
+
+def wait_entry(run_dir: str, timeout: float = 10) -> dict:
+    """The one registry entry of a session that has started its command."""
+    return wait_for(lambda: (e := entries(run_dir)) and e[0], timeout, what="a registry entry")
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+
+
+def proc_status(pid: int | str) -> dict[str, str]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        out[key] = value.strip()
+    return out
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of `pid` from /proc/PID/task/*/children."""
+    kids: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        kids += [int(x) for x in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    return kids
+
+
+def settle(seconds: float = 0.2) -> None:
+    time.sleep(seconds)
