@@ -1,15 +1,324 @@
-"""`bpfsession map ...`: read and write maps from shell scripts (see maps.py)."""
+"""`bpfsession map ...`: read and write maps from shell scripts, in bpftool's grammar.
+
+    map show [MAP] | dump MAP | lookup MAP key DATA | update MAP key DATA value DATA [FLAG]
+        | delete MAP key DATA | pin MAP PATH
+
+Options may come anywhere (`map dump id 5 -j`), as with bpftool. This path is started
+thousands of times from shell loops: it imports only the map modules (no numpy unless a
+big dump needs it; no pyroute2, no textual).
+"""
 
 from __future__ import annotations
 
+import argparse
+
+VERBS = {
+    "show": ("show a map's kind, sizes and flags (no MAP: the session's maps)", "[MAP]"),
+    "dump": ("print every entry", "MAP"),
+    "lookup": ("print one entry", "MAP key DATA"),
+    "update": ("write one entry", "MAP key DATA value DATA [any|noexist|exist]"),
+    "delete": ("remove one entry", "MAP key DATA"),
+    "pin": ("pin the map in bpffs", "MAP PATH"),
+}
+
+EPILOG = """\
+MAP:  BPF_MAP<N> | <N>    a map fd of this session (from the environment)
+      name NAME           a map of this session by kernel name, else the one map of that name
+      id ID               a kernel map id
+      pinned PATH         a map pinned in bpffs
+      session SESSION NAME   a map of another session (SESSION: name, id or a pid)
+DATA: bytes as C numbers (0x01 0 0 0) or after `hex` (hex 01 00 00 00); or typed values
+      where the map's BTF or --key-type/--value-type give the layout: one value per field
+      (5 RED 1), or one JSON value ('{"packets": 1, "bytes": 64}').
+A missing key: `lookup` prints bpftool's "Not found" (null with -j), `delete` an error;
+both exit with status 254, as bpftool does.
+"""
+
+# Exit status for "no such key", bpftool's (-ENOENT & 0xff).
+STATUS_NOT_FOUND = 254
+
 
 def register(sub) -> None:
-    p = sub.add_parser("map", help="show, dump, look up, update, delete or pin a map")
-    p.add_argument("rest", nargs="*")
-    p.set_defaults(func=run)
+    p = sub.add_parser("map", help="show, dump, look up, update, delete or pin a map",
+                       description="Read and write BPF maps, the bpftool way.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = p.add_subparsers(dest="map_verb", metavar="VERB")
+    verbs.required = True
+    for verb, (text, usage) in VERBS.items():
+        v = verbs.add_parser(verb, help=text, description=text, epilog=EPILOG,
+                             usage=f"bpfsession map {verb} {usage} [-j] [-p]"
+                                   + (" [--key-type T] [--value-type T]"
+                                      if verb not in ("show", "pin") else ""),
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        v.add_argument("-j", "--json", action="store_true", help="JSON output, as bpftool -j")
+        v.add_argument("-p", "--pretty", action="store_true", help="pretty JSON (implies -j)")
+        if verb not in ("show", "pin"):
+            v.add_argument("--key-type", metavar="T",
+                           help="key layout when the map has no BTF: u32, or u32,u16,u16 ...")
+            v.add_argument("--value-type", metavar="T",
+                           help="value layout: u64, s32, u8[4], char[16], u32,u16,u16 ...")
+        v.add_argument("args", nargs=argparse.REMAINDER, help=usage)
+        v.set_defaults(func=run, map_verb=verb)
+
+
+_FLAGS = {"-j": "json", "--json": "json", "-p": "pretty", "--pretty": "pretty"}
+_VALUED = {"--key-type": "key_type", "--value-type": "value_type"}
+
+
+def _options(args) -> list[str]:
+    """Pull -j/-p/--key-type/--value-type out of the words after the verb."""
+    rest, words = [], list(args.args)
+    while words:
+        w = words.pop(0)
+        name, eq, val = w.partition("=")
+        if w in _FLAGS:
+            setattr(args, _FLAGS[w], True)
+        elif name in _VALUED and hasattr(args, _VALUED[name]):
+            if not eq:
+                if not words:
+                    from bpfsession.errors import BpfSessionError
+
+                    raise BpfSessionError(f"{name} needs a layout, e.g. {name} u32")
+                val = words.pop(0)
+            setattr(args, _VALUED[name], val)
+        else:
+            rest.append(w)
+    if args.pretty:
+        args.json = True
+    return rest
 
 
 def run(args) -> int:
+    import sys
+
+    words = _options(args)
+    out = sys.stdout.buffer
+    status = HANDLERS[args.map_verb](args, words, out)
+    out.flush()
+    return status
+
+
+def _open(words: list[str]):
+    from bpfsession import maps
+
+    spec, rest = maps.split_spec(words)
+    return maps.open_map(spec), rest
+
+
+def _codec(args, m):
+    from bpfsession import maps
+
+    return maps.codec(m, getattr(args, "key_type", None), getattr(args, "value_type", None))
+
+
+def _fields(rest: list[str], verb: str, want: tuple[str, ...]) -> dict[str, list[str]]:
+    """Split `key D.. value D.. exist` into {"key": [...], "value": [...], "flag": [...]}."""
+    from bpfsession.errors import BpfSessionError
+    from bpfsession.mapfmt import KEYWORDS
+
+    got: dict[str, list[str]] = {}
+    current = None
+    for w in rest:
+        if w in KEYWORDS:
+            name = "flag" if w in ("any", "noexist", "exist") else w
+            if name in got:
+                raise BpfSessionError(f"{w} given twice")
+            if name not in want:
+                raise BpfSessionError(f"`map {verb}` takes no {w}")
+            got[name] = [w] if name == "flag" else []
+            current = name if name != "flag" else None
+        elif current is None:
+            raise BpfSessionError(f"expected {' or '.join(want)}, got {w!r}")
+        else:
+            got[current].append(w)
+    for name in want:
+        if name != "flag" and name not in got:
+            raise BpfSessionError(f"`map {verb}` needs `{name} DATA`")
+    return got
+
+
+def _check_no_args(rest: list[str], verb: str) -> None:
+    if rest:
+        from bpfsession.errors import BpfSessionError
+
+        raise BpfSessionError(f"unexpected {' '.join(rest)!r} after the map in `map {verb}`")
+
+
+def do_show(args, words, out) -> int:
+    import json
+
+    from bpfsession import maps
+
+    if not words:
+        return _show_all(args, out)
+    m, rest = _open(words)
+    with m:
+        _check_no_args(rest, "show")
+        fields = maps.show(m)
+    if args.json:
+        text = json.dumps(dict(fields), indent=4 if args.pretty else None,
+                          separators=None if args.pretty else (",", ":"))
+        out.write((text + "\n").encode())
+    else:
+        out.write(maps.show_text(fields).encode())
+    return 0
+
+
+def _show_all(args, out) -> int:
+    """`map show` without MAP: the session's maps, or (outside one) every map."""
+    import json
+    import os
+
+    from bpfsession import maps
+    from bpfsession.errors import BpfSessionError
+    from bpfsession.kernel import bpf
+
+    opened = []
+    try:
+        if "BPF_NUM_MAPS" in os.environ:
+            for var in sorted(maps.env_map_fds(os.environ), key=lambda v: int(v[7:])):
+                try:
+                    opened.append(maps.open_map([var]))
+                except BpfSessionError:
+                    continue  # an fd the command closed: skipped, like a map gone by id
+        else:
+            for map_id in bpf.map_ids():
+                try:
+                    opened.append(maps.open_map(["id", str(map_id)]))
+                except BpfSessionError:
+                    continue
+        rows = [maps.show(m) for m in opened]
+    finally:
+        for m in opened:
+            m.close()
+    if args.json:
+        text = json.dumps([dict(r) for r in rows], indent=4 if args.pretty else None,
+                          separators=None if args.pretty else (",", ":"))
+        out.write((text + "\n").encode())
+    else:
+        out.write("".join(maps.show_text(r) for r in rows).encode())
+    return 0
+
+
+def do_dump(args, words, out) -> int:
+    from bpfsession import maps
+    from bpfsession.mapfmt import write_dump
+
+    m, rest = _open(words)
+    with m:
+        _check_no_args(rest, "dump")
+        codec = _codec(args, m)
+        write_dump(out, maps.walk(m, codec.layout), codec.layout, args.json, args.pretty)
+    return 0
+
+
+def do_lookup(args, words, out) -> int:
+    from bpfsession import maps
+    from bpfsession.mapfmt import EntryFormatter, lookup_text, parse_data
+
+    m, rest = _open(words)
+    with m:
+        f = _fields(rest, "lookup", ("key",))
+        codec = _codec(args, m)
+        lay = codec.layout
+        key = parse_data(f["key"], lay.key_size, "key", codec.key)
+        value = maps.lookup(m, key, lay)
+        out.write(lookup_text(EntryFormatter(lay, args.json), key, value, args.pretty).encode())
+    return STATUS_NOT_FOUND if value is None else 0
+
+
+def do_update(args, words, out) -> int:
+    from bpfsession import maps
+    from bpfsession.mapfmt import ID_VALUE_TYPES, parse_data
+
+    m, rest = _open(words)
+    with m:
+        f = _fields(rest, "update", ("key", "value", "flag"))
+        codec = _codec(args, m)
+        lay = codec.layout
+        key = parse_data(f["key"], lay.key_size, "key", codec.key)
+        flags = maps.UPDATE_FLAGS[f.get("flag", ["any"])[0]]
+        if lay.type_name in ID_VALUE_TYPES:
+            _update_fd_value(m, key, f["value"], flags, lay.type_name)
+        else:
+            value = parse_data(f["value"], lay.value_size, "value", codec.value)
+            if lay.percpu:
+                # As bpftool: the one value given is written for every CPU.
+                value = (value + bytes(lay.stride - lay.value_size)) * lay.ncpus
+            maps.update(m, key, value, flags)
+    if args.json:
+        out.write(b"null\n")
+    return 0
+
+
+def _update_fd_value(m, key: bytes, words: list[str], flags: int, type_name: str) -> None:
+    """prog_array / map-in-map values name an object: `value id ID` or `value pinned PATH`
+    (bpftool's grammar); the kernel takes its fd and stores the id."""
+    import os
+
+    from bpfsession import maps
+    from bpfsession.errors import BpfSessionError, KernelError
+    from bpfsession.kernel import bpf
+
+    is_prog = type_name == "prog_array"
+    what = "program" if is_prog else "map"
+    if len(words) != 2 or words[0] not in ("id", "pinned"):
+        raise BpfSessionError(f"a {type_name} value names a {what}: value id ID or "
+                              "value pinned PATH")
+    if is_prog:
+        try:
+            fd = (bpf.prog_get_fd_by_id(int(words[1])) if words[0] == "id" and
+                  words[1].isdigit() else bpf.obj_get(words[1]) if words[0] == "pinned"
+                  else -1)
+        except KernelError as err:
+            raise BpfSessionError(f"cannot open program {' '.join(words)}: "
+                                  f"{err.strerror}") from None
+        if fd < 0:
+            raise BpfSessionError(f"program id must be a number, not {words[1]!r}")
+        if bpf.fd_kind(fd) != "bpf-prog":
+            os.close(fd)
+            raise BpfSessionError(f"{' '.join(words)} is not a program")
+    else:
+        inner = maps.open_map(words)
+        fd = inner.fd
+    try:
+        maps.update(m, key, fd.to_bytes(4, "little"), flags)
+    finally:
+        os.close(fd)
+
+
+def do_delete(args, words, out) -> int:
+    from bpfsession import maps
+    from bpfsession.errors import BpfSessionError
+    from bpfsession.mapfmt import fprint_hex, parse_data
+
+    m, rest = _open(words)
+    with m:
+        f = _fields(rest, "delete", ("key",))
+        codec = _codec(args, m)
+        key = parse_data(f["key"], codec.layout.key_size, "key", codec.key)
+        if not maps.delete(m, key):
+            raise BpfSessionError(f"{m.label} has no key {fprint_hex(key)}: nothing deleted",
+                                  status=STATUS_NOT_FOUND)
+    if args.json:
+        out.write(b"null\n")
+    return 0
+
+
+def do_pin(args, words, out) -> int:
+    from bpfsession import maps
     from bpfsession.errors import BpfSessionError
 
-    raise BpfSessionError("`bpfsession map` is not built yet")
+    m, rest = _open(words)
+    with m:
+        if len(rest) != 1:
+            raise BpfSessionError("`map pin` needs one PATH under a bpffs mount, "
+                                  "e.g. /sys/fs/bpf/mymap")
+        maps.pin(m, rest[0])
+    if args.json:
+        out.write(b"null\n")
+    return 0
+
+
+HANDLERS = {"show": do_show, "dump": do_dump, "lookup": do_lookup, "update": do_update,
+            "delete": do_delete, "pin": do_pin}
