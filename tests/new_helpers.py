@@ -63,3 +63,16 @@ def children_of(pid: int) -> list[int]:
 
 def settle(seconds: float = 0.2) -> None:
     time.sleep(seconds)
+
+
+def live_fds() -> set[int]:
+    """Our open fds, without the one os.listdir itself holds while reading /proc/self/fd
+    (tests.helpers.open_fds includes it: its number moves when lower fds are closed)."""
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        out.add(int(fd))
+    return out
