@@ -127,6 +127,18 @@ in seconds.
 .B BPFSESSION_NAME
 As
 .BR \-\-name .
+.TP
+.B BPFSESSION_GRACE
+Seconds that processes still left in the session get after the command exited, when
+.B new
+acts as an init (PID 1 or
+.BR \-\-init ),
+before they are killed.
+.SS Other variables read
+.TP
+.B BPFSESSION_RUN_DIR
+Where sessions are registered, instead of
+.IR /run/bpfsession .
 .SS What the spawned command gets
 Everything the launcher inherited, plus:
 .TP
@@ -178,7 +190,9 @@ on standard output.
 FILES = r"""
 .TP
 .I /run/bpfsession
-Where live sessions are registered; entries are removed when a session ends.
+Where live sessions are registered
+.RB ( BPFSESSION_RUN_DIR
+overrides it); entries are removed when a session ends.
 .TP
 .I /run/netns
 Named network namespaces, as made by

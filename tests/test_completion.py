@@ -197,3 +197,8 @@ def test_live_session_names_and_their_map_names(complete, tc_session):
         [map_names[1]]
     own = complete("map", "show", "name", "", env={"BPFSESSION_ID": str(session["id"])})
     assert own == map_names
+
+
+def test_map_type_layouts(complete):
+    assert complete("map", "dump", "id", "3", "--key-type", "u32,u1") == ["u32,u16"]
+    assert complete("map", "lookup", "--value-type", "s") == ["s8", "s16", "s32", "s64"]
