@@ -303,6 +303,9 @@ def _documented(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
             continue
         if isinstance(action, argparse._SubParsersAction):
             continue
+        if not action.option_strings and action.nargs == argparse.REMAINDER \
+                and action.metavar is None:
+            continue  # free-form words, already spelled out by the usage line
         yield action
 
 
@@ -376,6 +379,7 @@ def render() -> str:
         r'.\" do not edit: run scripts/gen-manpage.sh.',
         f'.TH BPFSESSION 8 "" "bpfsession {esc(__version__)}" "{TITLE}"',
         ".nh",  # no hyphenation: option and command names must stay whole
+        ".ad l",  # ragged right: a justified synopsis spreads its words apart
         ".SH NAME",
         r"bpfsession \- " + _sentence(esc(parser.description or "")).rstrip("."),
         ".SH SYNOPSIS",
