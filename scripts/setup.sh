@@ -28,3 +28,8 @@ if [ ! -f "$stamp" ]; then
     .venv/bin/pip install -q -e '.[test]'
     touch "$stamp"
 fi
+# `pip install -e` skips data files: put the man page and completion where the venv's
+# `man` and bash look for them (a wheel install places them itself).
+install -Dm644 share/man/man8/bpfsession.8 .venv/share/man/man8/bpfsession.8
+install -Dm644 share/bash-completion/completions/bpfsession \
+    .venv/share/bash-completion/completions/bpfsession
