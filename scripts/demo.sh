@@ -42,6 +42,14 @@ ip netns exec "$NS" tc qdisc add dev "$NS_IF" clsact
 ip netns exec "$NS" tc filter add dev "$NS_IF" ingress bpf da obj "$work/counter.o" sec tc
 ip netns exec "$NS" tc filter show dev "$NS_IF" ingress
 
+cat > "$work/fmt.py" <<'PY'
+import json, sys
+for e in json.load(sys.stdin):
+    k, v = e["formatted"]["key"], e["formatted"]["value"]
+    print(f"[session]   0x{k:04x}: {v['packets']:4} packets {v['bytes']:6} bytes")
+PY
+export DEMO_FMT="$work/fmt.py"
+
 step "bpfsession new --netns $NS imp $UDS run <a script that shows its maps>"
 bpfsession new --netns "$NS" --name demo --timeout 30 imp "$UDS" run sh -c '
     echo "[session] netns: $(ip netns identify $$) pid $$, BPF_NUM_MAPS=$BPF_NUM_MAPS, BPF_OBJ=$BPF_OBJ"
@@ -51,9 +59,11 @@ bpfsession new --netns "$NS" --name demo --timeout 30 imp "$UDS" run sh -c '
     done
     for round in 1 2 3; do
         sleep 1
-        echo "[session] round $round: proto_stats as the session sees it:"
-        bpfsession map dump name proto_stats | sed "s/^/[session]   /"
-    done' &
+        echo "[session] round $round: bpfsession map dump -j name proto_stats, by ethertype:"
+        bpfsession map dump -j name proto_stats | python3 "$DEMO_FMT"
+    done
+    echo "[session] and as bpftool prints it, through the inherited fd: map dump BPF_MAP0"
+    bpfsession map dump BPF_MAP0 | head -7 | sed "s/^/[session]   /"' &
 session_pid=$!
 for _ in $(seq 100); do [ -S "$UDS" ] && break; sleep 0.05; done
 
