@@ -1,0 +1,191 @@
+"""The supervisor: signal forwarding, reaping, the control socket, the registry helpers."""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from bpfsession import registry, wire
+from bpfsession.kernel import bpf
+from tests.helpers import wait_for
+from tests.new_helpers import children_of, finish, gone, send, wait_entry
+
+pytest_plugins = ["tests.new_fixtures"]
+
+FORWARDED = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGWINCH]
+
+
+def trapping(sig: signal.Signals, ready: Path) -> list[str]:
+    """A command that exits 40+N when it gets `sig`, once `ready` exists."""
+    name = sig.name.removeprefix("SIG")
+    return ["sh", "-c", f"trap 'exit {40 + sig}' {name}; touch {ready}; "
+                        "while :; do sleep 0.05; done"]
+
+
+@pytest.mark.parametrize("sig", FORWARDED, ids=lambda s: s.name)
+def test_signals_are_forwarded_to_the_command(sig, launch, make_map, uds, short_tmp):
+    ready = short_tmp / "ready"
+    proc = launch("imp", uds, "run", *trapping(sig, ready))
+    send(uds, [make_map()])
+    wait_for(ready.exists, what="trap set")
+    os.kill(proc.pid, sig)
+    assert finish(proc)[0] == 40 + sig
+
+
+def test_orphans_are_reaped_by_the_subreaper(launch, make_map, uds, run_dir):
+    # Twenty grandchildren are orphaned at once; each exits soon after: no zombie stays.
+    proc = launch("imp", uds, "run", "sh", "-c",
+                  "for i in $(seq 20); do sh -c 'sleep 0.2 &'; done; sleep 30")
+    send(uds, [make_map()])
+    entry = wait_entry(run_dir)
+    wait_for(lambda: len(children_of(proc.pid)) >= 2, what="orphans re-parented")
+    time.sleep(0.6)
+    assert children_of(proc.pid) == [entry["pid"]]
+    os.kill(proc.pid, signal.SIGTERM)  # forwarded to the command's group: sh and its sleep
+    assert finish(proc)[0] == 143
+
+
+def test_lingering_grandchild_does_not_hold_the_exit(launch, make_map, uds):
+    proc = launch("imp", uds, "run", "sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $!; exit 6")
+    send(uds, [make_map()])
+    start = time.monotonic()
+    status, out, _ = finish(proc)
+    assert status == 6 and time.monotonic() - start < 5
+    lingering = int(out)
+    assert not gone(lingering)  # without --init it is left alone (it holds the maps)
+    os.kill(lingering, signal.SIGKILL)
+
+
+def test_init_ends_lingering_descendants_after_the_grace(launch, make_map, uds):
+    proc = launch("--init", "imp", uds, "run", "sh", "-c",
+                  "sleep 30 & echo $!; (trap '' TERM; exec sleep 31) & echo $!; exit 6",
+                  env={"BPFSESSION_GRACE": "0.5"})
+    send(uds, [make_map()])
+    start = time.monotonic()
+    status, out, _ = finish(proc)
+    took = time.monotonic() - start
+    polite, stubborn = (int(x) for x in out.split())
+    assert status == 6
+    assert 0.5 <= took < 5  # the stubborn one needed its SIGKILL
+    assert gone(polite) and gone(stubborn)
+
+
+def _recv_maps(path: str) -> tuple[list[bytes], list[int]]:
+    payloads, fds = [], []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.connect(path)
+        s.settimeout(5)
+        while True:
+            data, anc, _, _ = s.recvmsg(wire.MAX_DATAGRAM, socket.CMSG_SPACE(64 * 4))
+            if not data:
+                return payloads, fds
+            payloads.append(data)
+            for level, kind, cdata in anc:
+                if (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS):
+                    fds.extend(array.array("i", cdata[: len(cdata) - len(cdata) % 4]))
+
+
+def test_control_socket_hands_out_the_maps(launch, make_map, uds, run_dir):
+    maps = [make_map("array", 4, 8, 1) for _ in range(70)]  # two messages
+    ids = list(range(100, 170))
+    proc = launch("imp", uds, "run", "sleep", "30")
+    send(uds, maps, ids=ids, obj="ctlobj")
+    entry = wait_entry(run_dir)
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    slow.connect(entry["control"])  # never reads: must not hold up the next client
+    payloads, fds = _recv_maps(entry["control"])
+    try:
+        assert len(payloads) == 2
+        got = []
+        for p in payloads:
+            head, ents = wire.unpack(p)
+            assert (head.total, head.obj) == (70, "ctlobj")
+            got += ents
+        assert [e.id for e in got] == ids
+        assert all((e.type, e.size_key, e.size_value, e.max_elem) == (2, 4, 8, 1) for e in got)
+        assert [bpf.map_info(fd).id for fd in fds] == [bpf.map_info(fd).id for fd in maps]
+    finally:
+        for fd in fds:
+            os.close(fd)
+        slow.close()
+    os.kill(entry["pid"], signal.SIGTERM)
+    assert finish(proc)[0] == 143
+    assert not os.path.exists(entry["control"])
+
+
+def test_control_socket_refuses_other_uids(launch, make_map, uds, run_dir):
+    os.chmod(run_dir, 0o755)
+    proc = launch("imp", uds, "run", "sleep", "30")
+    send(uds, [make_map()])
+    entry = wait_entry(run_dir)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+                s.connect(entry["control"])
+                s.settimeout(5)
+                data, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(64 * 4))
+                os.write(w, data + f" fds={len(anc)}".encode())
+            os._exit(0)
+        except BaseException as err:
+            os.write(w, repr(err).encode())
+            os._exit(1)
+    os.close(w)
+    answer = os.read(r, 4096).decode()
+    os.close(r)
+    assert os.waitpid(pid, 0)[1] == 0, answer
+    assert answer == ("ERR uid 65534 may not attach: not root, the session's owner or an "
+                      "--allow-uid fds=0")
+    os.kill(entry["pid"], signal.SIGTERM)
+    assert finish(proc)[0] == 143
+
+
+def test_killed_supervisor_leaves_a_stale_entry_that_prune_removes(launch, make_map, uds,
+                                                                   run_dir):
+    proc = launch("imp", uds, "run", "sleep", "30")
+    send(uds, [make_map()])
+    entry = wait_entry(run_dir)
+    assert [e["id"] for e in registry.live(run_dir)] == [entry["id"]]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    wait_for(lambda: not registry.alive(entry), what="supervisor gone")
+    assert registry.prune(run_dir) == [entry["id"]]
+    assert os.listdir(run_dir) == []
+    os.kill(entry["pid"], signal.SIGKILL)
+
+
+def test_registry_write_read_prune(tmp_path):
+    d = str(tmp_path)
+    old = os.umask(0o077)
+    try:
+        registry.write(d, {"id": "aaaa0001", "name": "me", "supervisor": os.getpid(),
+                           "supervisor_start": registry.start_time(os.getpid()),
+                           "started": "2026-01-01T00:00:00+00:00"})
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "aaaa0001.json").st_mode & 0o777 == 0o644
+    registry.write(d, {"id": "bbbb0002", "name": "dead", "supervisor": 2 ** 22 + 1,
+                       "control": registry.control_path(d, "bbbb0002"),
+                       "started": "2026-01-01T00:00:01+00:00"})
+    (tmp_path / "bbbb0002.ctl").touch()
+    registry.write(d, {"id": "cccc0003", "name": "reused", "supervisor": os.getpid(),
+                       "supervisor_start": 1, "started": "2026-01-01T00:00:02+00:00"})
+    (tmp_path / "junk.json").write_text("{not json")
+    (tmp_path / "half.json.123.tmp").write_text("{}")
+    assert [e["id"] for e in registry.read_all(d)] == ["aaaa0001", "bbbb0002", "cccc0003"]
+    assert registry.pick_name(d, None, "me") == "me-2"
+    assert registry.pick_name(d, None, "dead") == "dead"
+    assert sorted(registry.prune(d)) == ["bbbb0002", "cccc0003"]
+    assert sorted(os.listdir(d)) == ["aaaa0001.json", "half.json.123.tmp", "junk.json"]
+    assert json.loads((tmp_path / "aaaa0001.json").read_text())["name"] == "me"
