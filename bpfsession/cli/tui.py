@@ -1,4 +1,4 @@
-"""`bpfsession tui`: the Textual session browser (package `tui`)."""
+"""`bpfsession tui`: the Textual session browser (package `tui`; textual is imported only here)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     from bpfsession.errors import BpfSessionError
 
-    raise BpfSessionError("`bpfsession tui` is not built yet")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise BpfSessionError("`bpfsession tui` needs a terminal on stdin and stdout; "
+                              "for scripts use `bpfsession list -j`")
+    from tui.app import BpfSessionApp
+
+    app = BpfSessionApp()
+    app.run()
+    return app.return_code or 0

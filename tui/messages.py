@@ -1,0 +1,56 @@
+"""Messages the workers post to the UI thread; widgets and screens only ever read them.
+
+Workers do the OS work (a /proc scan, map reads, a dump, a signal) and report back with one
+of these; the handlers on the UI thread only update widgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from bpfsession.discover import Session
+from tui.rows import MapRows, SessionRow
+
+
+@dataclass
+class SessionsScanned(Message):
+    """One discovery pass: the sessions, their rows formatted off the UI thread."""
+
+    sessions: list[Session]
+    rows: dict[str, SessionRow]  # session id -> row, in discovery order
+    scan_seconds: float
+
+
+@dataclass
+class ScanFailed(Message):
+    hint: str
+
+
+@dataclass
+class MapRead(Message):
+    """The first entries of one map, formatted (typed where the map has BTF)."""
+
+    map_id: int
+    rows: MapRows
+
+
+@dataclass
+class MapReadFailed(Message):
+    map_id: int
+    hint: str
+
+
+@dataclass
+class ActionDone(Message):
+    """A worker finished an action (dump, end, save); `title` names it for the notification."""
+
+    title: str
+    text: str
+
+
+@dataclass
+class ActionFailed(Message):
+    title: str
+    hint: str
