@@ -12,7 +12,6 @@ layouts for maps without BTF reuse the same formatter and parser.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
 BTF_MAGIC = 0xEB9F
 
@@ -32,36 +31,36 @@ class BtfError(ValueError):
     """The blob is not BTF we can read (bad magic, truncated, unknown kind)."""
 
 
-@dataclass
+# Plain classes, not dataclasses: `bpfsession map` starts thousands of times from shell
+# loops and dataclass creation costs milliseconds at import.
+
+
 class Member:
-    name: str
-    type: int
-    bit_offset: int
-    bitfield_size: int = 0
+    __slots__ = ("name", "type", "bit_offset", "bitfield_size")
+
+    def __init__(self, name: str, type: int, bit_offset: int, bitfield_size: int = 0):
+        self.name, self.type = name, type
+        self.bit_offset, self.bitfield_size = bit_offset, bitfield_size
 
 
-@dataclass
 class Type:
     """One BTF type. `size` is the byte size for sized kinds, `ref` the referenced type id
-    for modifiers, pointers, arrays (element) and vars."""
+    for modifiers, pointers, arrays (element) and vars. INT: encoding, bits, bit_offset;
+    ARRAY: nelems; STRUCT/UNION: members; ENUM/ENUM64: values as (name, value);
+    DATASEC: vars as (var type id, offset, size)."""
 
-    kind: int
-    name: str = ""
-    size: int = 0
-    ref: int = 0
-    kflag: bool = False
-    # INT
-    encoding: int = 0
-    bits: int = 0
-    bit_offset: int = 0
-    # ARRAY
-    nelems: int = 0
-    # STRUCT / UNION
-    members: list[Member] = field(default_factory=list)
-    # ENUM / ENUM64: (name, value)
-    values: list[tuple[str, int]] = field(default_factory=list)
-    # DATASEC: (var type id, offset, size)
-    vars: list[tuple[int, int, int]] = field(default_factory=list)
+    __slots__ = ("kind", "name", "size", "ref", "kflag", "encoding", "bits", "bit_offset",
+                 "nelems", "members", "values", "vars")
+
+    def __init__(self, kind: int, name: str = "", size: int = 0, ref: int = 0,
+                 kflag: bool = False, encoding: int = 0, bits: int = 0, nelems: int = 0,
+                 members: list[Member] | None = None):
+        self.kind, self.name, self.size, self.ref, self.kflag = kind, name, size, ref, kflag
+        self.encoding, self.bits, self.bit_offset = encoding, bits, 0
+        self.nelems = nelems
+        self.members: list[Member] = members if members is not None else []
+        self.values: list[tuple[str, int]] = []
+        self.vars: list[tuple[int, int, int]] = []
 
 
 class Btf:

@@ -14,10 +14,7 @@ has the same length, so a whole batch is formatted as one uint8 matrix.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
-from bpfsession.btf import Btf, Dumper, EncodeError, Encoder, Obj, c_int
+from bpfsession.btf import Btf, Dumper, EncodeError, Encoder, Obj, c_int, json_string
 from bpfsession.errors import BpfSessionError
 
 _HEX_JSON = [f'"0x{b:02x}"' for b in range(256)]
@@ -79,7 +76,7 @@ def _pretty(node, depth: int, out: list[str]) -> None:
 
 
 def _name(name: str) -> str:
-    return json.dumps(name)
+    return json_string(name)
 
 
 # --- how one map's entries look ---------------------------------------------------------
@@ -90,19 +87,17 @@ ID_VALUE_TYPES = {"prog_array": "prog_id", "array_of_maps": "inner_map_id",
                   "hash_of_maps": "inner_map_id"}
 
 
-@dataclass
 class Layout:
-    """Everything needed to show or parse one map's keys and values."""
+    """Everything needed to show or parse one map's keys and values: `key_type` and
+    `value_type` are type ids (0: unknown) in `key_btf` / `value_btf` (the map's BTF, or
+    a --key-type/--value-type layout)."""
 
-    type_name: str
-    key_size: int
-    value_size: int
-    ncpus: int = 1
-    btf: Btf | None = None
-    key_type: int = 0  # BTF type id of the key; 0 = unknown
-    value_type: int = 0
-    key_btf: Btf | None = None  # the Btf key_type lives in (a layout may differ from btf)
-    value_btf: Btf | None = None
+    def __init__(self, type_name: str, key_size: int, value_size: int, ncpus: int = 1):
+        self.type_name, self.key_size, self.value_size = type_name, key_size, value_size
+        self.ncpus = ncpus
+        self.key_type = self.value_type = 0
+        self.key_btf: Btf | None = None
+        self.value_btf: Btf | None = None
 
     @property
     def percpu(self) -> bool:
@@ -202,13 +197,12 @@ class EntryFormatter:
 KEYWORDS = ("key", "value", "any", "noexist", "exist")
 
 
-@dataclass
 class TypedSlot:
-    """A typed layout for one side (key or value): BTF (or a --key-type layout) + type id."""
+    """A typed layout for one side (key or value): BTF (or a --key-type layout) + type id;
+    `origin` ("BTF", "--key-type u32") names it in messages."""
 
-    btf: Btf
-    type_id: int
-    origin: str  # "BTF" or "--key-type u32" etc., for messages
+    def __init__(self, btf: Btf, type_id: int, origin: str):
+        self.btf, self.type_id, self.origin = btf, type_id, origin
 
 
 def parse_data(tokens: list[str], size: int, what: str, typed: TypedSlot | None) -> bytes:
@@ -280,6 +274,8 @@ def _typed(tokens: list[str], size: int, what: str, typed: TypedSlot) -> bytes:
     enc = Encoder(typed.btf)
     try:
         if len(tokens) == 1 and tokens[0][:1] in ("{", "[", '"'):
+            import json
+
             try:
                 value = json.loads(tokens[0])
             except ValueError as err:
@@ -370,12 +366,13 @@ class FixedFormatter:
 FAST_MIN = 4096  # batches at least this big go through numpy (its import costs ~50 ms)
 
 
-def write_dump(out, batches, lay: Layout, as_json: bool, pretty_json: bool = False) -> int:
+def write_dump(out, batches, lay: Layout, as_json: bool, pretty_json: bool = False,
+               big: bool = False) -> int:
     """Stream a dump to the binary file `out` as bpftool prints it; returns the count.
 
     `batches` yields (keys, values, n) with fixed-size records. Each batch is written as
     soon as it is formatted, so output starts before the walk ends and memory stays at
-    one batch.
+    one batch. `big` says the map may hold FAST_MIN entries or more.
     """
     fmt = EntryFormatter(lay, as_json)
     bracketed = as_json or lay.formatted
@@ -383,6 +380,12 @@ def write_dump(out, batches, lay: Layout, as_json: bool, pretty_json: bool = Fal
     fixed: FixedFormatter | None = None
     total = 0
     ks, vs = lay.key_size, lay.value_buf_size
+    if fast_ok and big:
+        # numpy takes ~60 ms to import: start now, while the first batches are walked.
+        import importlib
+        import threading
+
+        threading.Thread(target=importlib.import_module, args=("numpy",), daemon=True).start()
     if bracketed:
         out.write(b"[")
     for keys, values, n in batches:

@@ -12,7 +12,6 @@ import errno
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from bpfsession.errors import BpfSessionError, KernelError
 from bpfsession.kernel import bpf
@@ -45,15 +44,13 @@ def fdinfo(fd: int) -> dict[str, str]:
     return out
 
 
-@dataclass
 class OpenMap:
     """A map fd and what we know of it. `owned` fds are closed by close(); fds borrowed
-    from the session's environment (BPF_MAP<N>) are not."""
+    from the session's environment (BPF_MAP<N>) are not. `label` is how the user named
+    it, for messages."""
 
-    fd: int
-    info: bpf.MapInfo
-    label: str
-    owned: bool = True
+    def __init__(self, fd: int, info: bpf.MapInfo, label: str, owned: bool = True):
+        self.fd, self.info, self.label, self.owned = fd, info, label, owned
 
     def close(self) -> None:
         if self.owned and self.fd >= 0:
@@ -269,13 +266,11 @@ def _by_session(session: str, name: str) -> OpenMap:
 # --- layouts: what the bytes are ----------------------------------------------------------
 
 
-@dataclass
 class Codec:
     """A map's layout for output plus the typed parsers for its key and value."""
 
-    layout: Layout
-    key: TypedSlot | None
-    value: TypedSlot | None
+    def __init__(self, layout: Layout, key: TypedSlot | None, value: TypedSlot | None):
+        self.layout, self.key, self.value = layout, key, value
 
 
 def codec(m: OpenMap, key_type: str | None = None, value_type: str | None = None) -> Codec:
@@ -291,7 +286,6 @@ def codec(m: OpenMap, key_type: str | None = None, value_type: str | None = None
     if info.btf_id and info.btf_value_type_id:
         btf = _load_btf(info.btf_id, m.label)
         if btf is not None:
-            lay.btf = btf
             lay.value_btf, lay.value_type = btf, info.btf_value_type_id
             value = TypedSlot(btf, info.btf_value_type_id, "BTF")
             if info.btf_key_type_id:
@@ -453,9 +447,13 @@ def _walk_batch(m: OpenMap, lay: Layout, first: int) -> Iterator[tuple[bytes, by
     count = max(1, min(first, limit, m.info.max_entries))
     # The batch cursor is a u32 bucket for hash maps and a key for others: room for both.
     cursor_in, cursor_out = bytearray(max(ks, 8)), bytearray(max(ks, 8))
-    keys, values = bytearray(ks * limit), bytearray(vs * limit)
+    # Three buffer pairs in turn: a consumer may hold one batch while prefetch() has a
+    # second queued and the walk fills the third.
+    pool = [(bytearray(ks * limit), bytearray(vs * limit)) for _ in range(3)]
+    turn = 0
     started = False
     while True:
+        keys, values = pool[turn]
         try:
             n, end = bpf.map_lookup_batch(m.fd, cursor_in if started else None, cursor_out,
                                           keys, values, count)
@@ -466,18 +464,47 @@ def _walk_batch(m: OpenMap, lay: Layout, first: int) -> Iterator[tuple[bytes, by
                 count *= 2
                 if count > limit:
                     limit = count
-                    keys, values = bytearray(ks * limit), bytearray(vs * limit)
+                    pool = [(bytearray(ks * limit), bytearray(vs * limit)) for _ in range(3)]
                 continue
             if not started and err.errno in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP):
                 raise _NoBatch from None
             raise BpfSessionError(f"cannot dump {m.label}: {err.strerror}") from None
         if n:
             yield keys, values, n
+            turn = (turn + 1) % 3
         if end:
             return
         started = True
         cursor_in[:] = cursor_out
         count = limit
+
+
+def prefetch(batches: Iterator, depth: int = 1) -> Iterator:
+    """Run a walk in a thread, one batch ahead of the consumer.
+
+    The bpf(2) calls release the GIL, so the kernel copies the next batch while this
+    thread formats and writes the last one. Safe with walk()'s three-buffer rotation for
+    depth 1. Errors in the walk are raised here.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in batches:
+                q.put(item)
+            q.put(done)
+        except BaseException as err:  # handed to the consumer, which raises it
+            q.put(err)
+
+    threading.Thread(target=produce, name="map-walk", daemon=True).start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def _walk_keys(m: OpenMap, lay: Layout, chunk: int = 256) -> Iterator[tuple[bytes, bytes, int]]:

@@ -202,13 +202,17 @@ def _show_all(args, out) -> int:
 
 def do_dump(args, words, out) -> int:
     from bpfsession import maps
-    from bpfsession.mapfmt import write_dump
+    from bpfsession.mapfmt import FAST_MIN, write_dump
 
     m, rest = _open(words)
     with m:
         _check_no_args(rest, "dump")
         codec = _codec(args, m)
-        write_dump(out, maps.walk(m, codec.layout), codec.layout, args.json, args.pretty)
+        batches = maps.walk(m, codec.layout)
+        big = m.info.max_entries >= FAST_MIN
+        if big:
+            batches = maps.prefetch(batches)
+        write_dump(out, batches, codec.layout, args.json, args.pretty, big)
     return 0
 
 

@@ -1,0 +1,89 @@
+"""Fixtures for the `bpfsession map` tests; load with `pytest_plugins = ["tests.map_fixtures"]`.
+
+`typed_maps` loads tests/bpf/typed.bpf.c (clang, BTF maps of every kind) with
+`bpftool prog loadall ... pinmaps`, the way people load objects without tc; everything
+is unpinned at teardown, which frees the program and its maps.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, run, uniq
+
+BPF_CFLAGS = ["-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
+              "-I/usr/include/aarch64-linux-gnu"]
+
+MAP_NAMES = ("t_array", "t_hash", "t_lru", "t_pcpu_array", "t_pcpu_hash", "t_lpm", "t_progs",
+             "t_outer", "t_inner_a", "t_inner_b")
+
+
+@pytest.fixture(scope="session")
+def typed_obj() -> Path:
+    out_dir = tempfile.mkdtemp(prefix="bstyped", dir="/tmp")
+    out = Path(out_dir) / "typed.bpf.o"
+    run(["clang", *BPF_CFLAGS, "-c", str(ROOT / "tests" / "bpf" / "typed.bpf.c"), "-o",
+         str(out)])
+    yield out
+    shutil.rmtree(out_dir, ignore_errors=True)
+
+
+@dataclass
+class TypedMaps:
+    pins: dict[str, str]  # map name -> pinned path
+    ids: dict[str, int]  # map name -> kernel map id
+    prog_pin: str
+    prog_id: int
+
+    def pin(self, name: str) -> list[str]:
+        """The MAP spec words for a map: ["pinned", PATH]."""
+        return ["pinned", self.pins[name]]
+
+
+def _id_of(path: str, kind: str) -> int:
+    import json
+
+    return json.loads(run(["bpftool", "-j", kind, "show", "pinned", path]).stdout)["id"]
+
+
+@pytest.fixture
+def typed_maps(typed_obj) -> TypedMaps:
+    base = f"/sys/fs/bpf/{uniq('bsmap')}"
+    progs, maps_dir = f"{base}/progs", f"{base}/maps"
+    os.makedirs(base)
+    try:
+        run(["bpftool", "prog", "loadall", str(typed_obj), progs, "pinmaps", maps_dir])
+        pins = {n: f"{maps_dir}/{n}" for n in MAP_NAMES}
+        prog_pin = f"{progs}/typed_prog"
+        yield TypedMaps(pins, {n: _id_of(p, "map") for n, p in pins.items()}, prog_pin,
+                        _id_of(prog_pin, "prog"))
+    finally:
+        subprocess.run(["rm", "-rf", base])
+
+
+@pytest.fixture
+def pinned_map(make_map):
+    """Factory: a fresh map (make_map args) pinned under /sys/fs/bpf; (fd, path), unpinned
+    at teardown."""
+    paths: list[str] = []
+
+    def make(*args, **kw) -> tuple[int, str]:
+        fd = make_map(*args, **kw)
+        from bpfsession.kernel import bpf
+
+        path = f"/sys/fs/bpf/{uniq('bspin')}"
+        bpf.obj_pin(fd, path)
+        paths.append(path)
+        return fd, path
+
+    yield make
+    for p in paths:
+        if os.path.exists(p):
+            os.unlink(p)
