@@ -94,7 +94,8 @@ def netns_choices(rows: dict[str, SessionRow]) -> list[tuple[str, str]]:
 
 
 def map_row(m: SessionMap) -> tuple[str, ...]:
-    return (" ".join(m.env) or "-", str(m.fd), str(m.id), m.name or "-", m.type,
+    """ENV is BPF_MAP<id>, tc exec's name for it; the Env tab lists BPF_MAP_<NAME> too."""
+    return (m.env[0] if m.env else "-", str(m.fd), str(m.id), m.name or "-", m.type,
             str(m.key_size), str(m.value_size), str(m.max_entries), str(m.memlock))
 
 
