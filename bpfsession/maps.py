@@ -88,6 +88,8 @@ def split_spec(args: list[str]) -> tuple[list[str], list[str]]:
         return args[:3], args[3:]
     if _ENV_FD.fullmatch(head):
         return args[:1], args[1:]
+    if head in ("key", "value"):
+        raise BpfSessionError(f"which map? `{head}` came first; {SPEC_HELP}")
     raise BpfSessionError(f"unknown map {head!r}: {SPEC_HELP}")
 
 
