@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 
 def register(sub) -> None:
@@ -24,19 +26,132 @@ def register(sub) -> None:
     p.set_defaults(func=run_attach)
 
 
-def _todo(what: str):
-    from bpfsession.errors import BpfSessionError
-
-    raise BpfSessionError(f"`bpfsession {what}` is not built yet")
+# ---- list --------------------------------------------------------------------------------
 
 
 def run_list(args) -> int:
-    _todo("list")
+    from bpfsession import discover
+
+    if args.watch is None:
+        _print_list(discover.scan(), args.json)
+        return 0
+    if args.watch <= 0:
+        from bpfsession.errors import BpfSessionError
+
+        raise BpfSessionError(f"--watch {args.watch:g}: give a positive number of seconds")
+    return _watch(args.watch, args.json)
+
+
+def _watch(interval: float, as_json: bool) -> int:
+    """Refresh until interrupted; JSON Lines under -j, a redrawn table on a terminal."""
+    import time
+
+    from bpfsession import discover
+
+    clear = not as_json and sys.stdout.isatty()
+    try:
+        while True:
+            sessions = discover.scan()
+            if clear:
+                sys.stdout.write("\x1b[H\x1b[2J")
+                print(f"Every {interval:g}s: bpfsession list    {time.strftime('%c')}\n")
+            elif not as_json:
+                print(f"# {time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
+            _print_list(sessions, as_json, lines=True)
+            sys.stdout.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _print_list(sessions, as_json: bool, lines: bool = False) -> None:
+    from bpfsession import discover
+
+    if as_json:
+        doc = [discover.session_json(s) for s in sessions]
+        print(json.dumps(doc) if lines else json.dumps(doc, indent=2))
+        return
+    rows = [("ID", "NAME", "PID", "SUPERVISOR", "NETNS", "OBJ", "MAPS", "PROCS", "STARTED")]
+    for s in sessions:
+        rows.append((s.id, s.name, str(s.pid), str(s.supervisor or "-"), s.netns or "-",
+                     s.obj or "-", str(len(s.maps)), str(len(s.processes)),
+                     _when(s.started)))
+    if len(rows) == 1:
+        if not lines:
+            sys.stderr.write("no live sessions\n")
+        return
+    _table(rows)
+
+
+def _when(started: str | None) -> str:
+    return started[:19].replace("T", " ") if started else "-"
+
+
+def _table(rows: list[tuple[str, ...]], indent: str = "") -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)] + [r[-1]]
+        print(indent + "  ".join(cells).rstrip())
+
+
+# ---- show --------------------------------------------------------------------------------
 
 
 def run_show(args) -> int:
-    _todo("show")
+    from bpfsession import discover
+
+    s = discover.find(args.session)
+    if args.json:
+        print(json.dumps(discover.session_json(s), indent=2))
+        return 0
+    _print_session(s)
+    return 0
+
+
+def _print_session(s) -> None:
+    import shlex
+
+    print(f"session {s.id}  name {s.name}  obj {s.obj or '-'}")
+    print(f"\tpid {s.pid}  supervisor {s.supervisor or '-'}  uid {s.uid}  "
+          f"netns {s.netns or '-'}  started {_when(s.started)}")
+    print(f"\tcommand {shlex.join(s.command) if s.command else '-'}")
+    if s.registered:
+        allowed = ",".join(str(u) for u in s.allow_uids) or "-"
+        print(f"\tsocket {s.socket or '-'}  control {s.control or '-'}  allow_uids {allowed}")
+    else:
+        print("\tno supervisor: attach takes the maps from the root process (pidfd_getfd)")
+    print("maps:")
+    rows = [("FD", "ID", "NAME", "TYPE", "KEY", "VALUE", "MAX", "MEMLOCK", "FROZEN", "ENV")]
+    for m in s.maps:
+        rows.append((str(m.fd), str(m.id), m.name or "-", m.type, str(m.key_size),
+                     str(m.value_size), str(m.max_entries), str(m.memlock),
+                     "yes" if m.frozen else "no", " ".join(m.env) or "-"))
+    _table(rows, "\t")
+    print("processes:")
+    rows = [("PID", "PPID", "COMM", "MAP FDS", "CMDLINE")]
+    for p in s.processes:
+        fds = ",".join(str(fd) for fd in sorted(p.map_fds)) or "-"
+        rows.append((str(p.pid), str(p.ppid), p.comm, fds, shlex.join(p.cmdline) or "-"))
+    _table(rows, "\t")
+
+
+# ---- attach ------------------------------------------------------------------------------
 
 
 def run_attach(args) -> int:
-    _todo("attach")
+    from bpfsession import attach
+    from bpfsession.errors import BpfSessionError
+
+    rest = list(args.rest)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    command: list[str] | None = None
+    if rest:
+        if rest[0] != "run":
+            raise BpfSessionError(f"unexpected {rest[0]!r} after SESSION: use "
+                                  "`bpfsession attach SESSION [run CMD [ARG...]]`")
+        command = rest[1:]
+        if not command:
+            raise BpfSessionError("`run` needs a command: `bpfsession attach SESSION run "
+                                  "CMD [ARG...]`")
+    return attach.attach(args.session, command)

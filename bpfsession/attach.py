@@ -1,0 +1,240 @@
+"""`bpfsession attach`: take a live session's maps and run a command with them.
+
+The fds come from the session itself, two ways:
+- its supervisor's control socket (AF_UNIX SOCK_SEQPACKET, path in the registry entry).
+  The supervisor checks our SO_PEERCRED (root, the session's owner, its --allow-uids)
+  and answers with bpf_scm v1 messages carrying the fds, or one b"ERR <reason>"; we check
+  its SO_PEERCRED in turn (root or the session's owner), so a socket planted at that
+  path cannot feed us other maps.
+- without a supervisor (`tc exec` sessions, `new --exec`, a supervisor killed with
+  SIGKILL): pidfd_getfd(2) on the session's root process, one map fd at a time. The
+  kernel allows that only with ptrace rights over the root (PTRACE_MODE_ATTACH_REALCREDS:
+  root, or the same uid under Yama ptrace_scope 0).
+
+The command then runs the way `bpfsession new` runs one (session.spawn and supervise):
+same environment contract, the session's netns entered as `ip netns exec` does, maps at
+fds 3.., exit status the command's (128+N on signal N).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+
+from bpfsession import wire
+from bpfsession.discover import Session
+from bpfsession.errors import BpfSessionError, KernelError
+from bpfsession.fds import FdSet
+
+CONTROL_TIMEOUT = 5.0  # seconds; the supervisor answers from its select loop at once
+_PEERCRED = struct.Struct("=iII")
+_MAP_VAR_PREFIX = "BPF_MAP"
+
+
+def fetch_maps(session: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
+    """The session's obj name and its maps as (entry, fd) pairs; the fds are the caller's.
+
+    Entry ids are the session's own (BPF_MAP<id> stays the same name for the same map).
+    BpfSessionError when the session ended meanwhile or we may not take its maps.
+    """
+    if session.control and session.supervisor:
+        got = _from_control(session)
+        if got is not None:
+            return got
+    return _from_process(session)
+
+
+# ---- the control socket ------------------------------------------------------------------
+
+
+def _from_control(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]] | None:
+    """None when nobody serves the socket any more (then the root process is asked)."""
+    assert s.control is not None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(CONTROL_TIMEOUT)
+        try:
+            sock.connect(s.control)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return None  # the supervisor died: its shell may still hold the maps
+        except PermissionError:
+            raise BpfSessionError(f"permission denied on session {s.name}'s control socket "
+                                  f"{s.control}: run as root or as uid {s.uid}") from None
+        except OSError as err:
+            raise BpfSessionError(f"cannot reach session {s.name}'s supervisor at "
+                                  f"{s.control}: {err.strerror}") from None
+        pid, uid, _ = _PEERCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+        if uid not in (0, s.uid):
+            raise BpfSessionError(f"{s.control} is served by pid {pid} of uid {uid}, neither "
+                                  f"root nor session {s.name}'s owner (uid {s.uid}): "
+                                  "not trusting it")
+        try:
+            return _receive_control(sock, s)
+        except TimeoutError:
+            raise BpfSessionError(f"session {s.name}'s supervisor (pid {pid}) did not answer "
+                                  f"within {CONTROL_TIMEOUT:g} s; try again") from None
+
+
+def _receive_control(sock: socket.socket, s: Session):
+    got = FdSet()
+    entries: list[wire.MapEntry] = []
+    first: wire.Header | None = None
+    with got:
+        while True:
+            dg = wire.recv_datagram(sock)
+            got.extend(dg.fds)
+            if not dg.data and not dg.fds:
+                break  # EOF: the supervisor closed after its last message
+            if first is None and dg.data.startswith(b"ERR"):
+                reason = dg.data[3:].decode(errors="replace").strip()
+                raise BpfSessionError(f"session {s.name} refused to attach: {reason}")
+            header, new = wire.check_datagram(dg, len(entries) // wire.MAX_FDS + 1)
+            if first is None:
+                first = header
+            elif header.total != first.total:
+                raise BpfSessionError(f"session {s.name}'s supervisor sent a bad hand-off "
+                                      f"(total {header.total} after {first.total})")
+            entries.extend(new)
+        if first is None or len(entries) != first.total:
+            have = 0 if first is None else first.total
+            raise BpfSessionError(f"session {s.name}'s supervisor sent {len(entries)} of "
+                                  f"{have} maps and hung up; try again")
+        fds = got.release()
+    return first.obj, list(zip(entries, fds, strict=True))
+
+
+# ---- pidfd_getfd on the root process -------------------------------------------------------
+
+
+def _from_process(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
+    from bpfsession.kernel import bpf, pidfd
+
+    if not s.maps:
+        raise BpfSessionError(f"session {s.name} holds no maps any more")
+    try:
+        pfd = pidfd.pidfd_open(s.pid)
+    except KernelError as err:
+        if err.errno == errno.ESRCH:
+            raise _ended(s) from None
+        raise BpfSessionError(f"cannot open process {s.pid}: {err.strerror}") from None
+    got = FdSet()
+    try:
+        with got:
+            for m in s.maps:
+                fd = _getfd(pfd, s, m.fd)
+                got.add(fd)
+                try:
+                    info = bpf.map_info(fd)
+                except KernelError:
+                    info = None
+                if info is None or info.id != m.id:
+                    raise BpfSessionError(f"session {s.name} changed meanwhile (fd {m.fd} of "
+                                          f"pid {s.pid} is no longer map {m.id}); try again")
+            entries = [wire.MapEntry(type=bpf.MAP_TYPES.get(m.type, 0), size_key=m.key_size,
+                                     size_value=m.value_size, max_elem=m.max_entries,
+                                     flags=m.flags, id=i)
+                       for m, i in zip(s.maps, _entry_ids(s), strict=True)]
+            fds = got.release()
+    finally:
+        os.close(pfd)
+    return s.obj or "", list(zip(entries, fds, strict=True))
+
+
+def _getfd(pfd: int, s: Session, fd: int) -> int:
+    from bpfsession.kernel import pidfd
+
+    try:
+        return pidfd.pidfd_getfd(pfd, fd)
+    except KernelError as err:
+        if err.errno == errno.ESRCH:
+            raise _ended(s) from None
+        if err.errno == errno.EPERM:
+            raise BpfSessionError(f"not allowed to take session {s.name}'s maps from pid "
+                                  f"{s.pid}: that needs ptrace rights over it (run as root "
+                                  f"or as uid {s.uid}; see kernel.yama.ptrace_scope)") from None
+        if err.errno == errno.EBADF:
+            raise BpfSessionError(f"session {s.name} changed meanwhile (pid {s.pid} closed "
+                                  f"fd {fd}); try again") from None
+        raise BpfSessionError(f"cannot take fd {fd} of pid {s.pid}: {err.strerror}") from None
+
+
+def _entry_ids(s: Session) -> list[int]:
+    """Each map's sender entry id, read back from its BPF_MAP<id> variable in the root."""
+    ids: list[int | None] = []
+    for m in s.maps:
+        numbered = [n[len(_MAP_VAR_PREFIX):] for n in m.env if n.startswith(_MAP_VAR_PREFIX)]
+        ids.append(next((int(n) for n in numbered if n.isdigit()), None))
+    used = {i for i in ids if i is not None}
+    spare = (i for i in range(1 << 32) if i not in used)
+    return [i if i is not None else next(spare) for i in ids]
+
+
+def _ended(s: Session) -> BpfSessionError:
+    return BpfSessionError(f"session {s.name} ended meanwhile (pid {s.pid} is gone)")
+
+
+# ---- running the command -------------------------------------------------------------------
+
+
+def attach(spec: str, command: list[str] | None) -> int:
+    """`bpfsession attach SPEC [run CMD...]`: the command's exit status (128+N on signal)."""
+    from bpfsession import discover
+
+    s = discover.find(spec)
+    obj, pairs = fetch_maps(s)
+    fds = FdSet(fd for _, fd in pairs)
+    try:
+        return _run(s, obj, pairs, command)
+    finally:
+        fds.close()
+
+
+def _run(s: Session, obj: str, pairs, command: list[str] | None) -> int:
+    from bpfsession import init, session
+    from bpfsession.kernel import bpf
+
+    maps = []
+    for i, (entry, fd) in enumerate(pairs):
+        try:
+            info = bpf.map_info(fd)
+        except KernelError as err:
+            raise BpfSessionError(f"cannot read map {entry.id} from the kernel: "
+                                  f"{err.strerror}") from None
+        maps.append(session.SessionMap(entry, fd, session.FIRST_MAP_FD + i, info))
+    argv = command or [os.environ.get("SHELL") or "/bin/sh"]
+    target, netns_fd = _netns(s)
+    try:
+        env = session.session_env(dict(os.environ), maps, obj, s.id, s.name,
+                                  target.arg if target else None)
+        launch = session.Launch(argv, env, [m.fd for m in maps], target, netns_fd)
+        sigpipe = init.SignalPipe()  # from here on, signals are forwarded to the command
+        terminal = session.Terminal.detect()
+        try:
+            child = session.spawn(launch, terminal)
+            return session.supervise(child, sigpipe, None, terminal, False, 0)
+        finally:
+            if terminal is not None:
+                terminal.hand_to(os.getpgrp())
+            sigpipe.close()
+    finally:
+        if netns_fd >= 0:
+            os.close(netns_fd)
+
+
+def _netns(s: Session):
+    """The session's netns (as `ip netns exec` would name it) and an open fd, or (None, -1)."""
+    if s.netns is None:
+        return None, -1
+    from bpfsession import netns
+
+    if "/" in s.netns:
+        target = netns.Netns(s.netns, s.netns_path or s.netns, None)
+    else:
+        target = netns.Netns(s.netns, s.netns_path or f"{netns.NETNS_RUN_DIR}/{s.netns}",
+                             s.netns)
+    try:
+        return target, netns.open_netns(target)
+    except BpfSessionError as err:
+        raise BpfSessionError(f"session {s.name}'s {err.hint}") from None

@@ -1,0 +1,490 @@
+"""Live sessions, found from /proc; `bpfsession new`'s registry adds what /proc cannot know.
+
+A session is a process tree that holds BPF map fds and carries BPF_NUM_MAPS in its
+environment (both `tc exec bpf imp` and `bpfsession new` put it there before the command
+runs). Its root is the topmost such process; descendants that still hold some of the same
+maps are listed under it, and so are agents started by `bpfsession attach` (they carry the
+session's BPFSESSION_ID). The scan reads /proc/*/environ first and looks at fds only for
+the processes that matched: that keeps `list` cheap on a machine with thousands of tasks.
+
+Processes that exit mid-scan and /proc files we may not read (another user's environ when
+not root) are normal: such a process is skipped, never an error. `proc` is injectable for
+tests; `run_dir` defaults to $BPFSESSION_RUN_DIR or /run/bpfsession.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bpfsession.errors import BpfSessionError
+
+_MARK = b"BPF_NUM_MAPS="
+_MAP_VAR = re.compile(r"BPF_MAP(\d+)$")
+NETNS_DIR = "/run/netns"
+
+
+@dataclass
+class SessionMap:
+    env: list[str]  # BPF_MAP<id> first, then BPF_MAP_<NAME>; as the root's environ says
+    fd: int  # the fd number in the session's root process
+    id: int  # the kernel map id
+    name: str
+    type: str
+    key_size: int
+    value_size: int
+    max_entries: int
+    memlock: int
+    frozen: bool
+    flags: int
+
+
+@dataclass
+class SessionProcess:
+    pid: int
+    ppid: int
+    comm: str
+    cmdline: list[str]
+    map_fds: dict[int, int]  # fd -> kernel map id
+
+
+@dataclass
+class Session:
+    id: str
+    name: str
+    pid: int  # the root process
+    supervisor: int | None
+    uid: int
+    netns: str | None  # a name under /run/netns, a path for an unnamed netns, None: the host's
+    netns_path: str | None
+    obj: str | None
+    command: list[str]
+    started: str | None
+    maps: list[SessionMap]
+    processes: list[SessionProcess]
+    registered: bool  # a live registry entry (with a supervisor) describes it
+    control: str | None  # the supervisor's control socket, when there is one
+    allow_uids: list[int]
+    socket: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # the root's BPF_* / BPFSESSION_* vars
+
+    @property
+    def map_ids(self) -> set[int]:
+        return {m.id for m in self.maps}
+
+
+# ---- /proc, one process at a time ------------------------------------------------------
+
+
+@dataclass
+class _Proc:
+    pid: int
+    ppid: int
+    comm: str
+    starttime: int  # clock ticks since boot (/proc/PID/stat field 22)
+    uid: int
+    cmdline: list[str]
+    env: dict[str, str]
+    map_fds: dict[int, int]
+    fdinfo: dict[int, dict[str, str]]
+    net: str | None  # "net:[ino]"
+    parent: _Proc | None = None
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:  # gone, a kernel thread, or not ours to read
+        return None
+
+
+def _environ_hits(proc: str) -> dict[int, bytes]:
+    """pid -> raw environ, for every process whose environment carries BPF_NUM_MAPS."""
+    hits = {}
+    try:
+        names = os.listdir(proc)
+    except OSError as err:
+        raise BpfSessionError(f"cannot read {proc}: {err.strerror} (is procfs mounted?)") \
+            from None
+    for name in names:
+        if not name.isdigit():
+            continue
+        data = _read(f"{proc}/{name}/environ")
+        if data and _MARK in data and (data.startswith(_MARK) or b"\0" + _MARK in data):
+            hits[int(name)] = data
+    return hits
+
+
+def _parse_env(data: bytes) -> dict[str, str]:
+    env = {}
+    for item in data.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep and key.startswith((b"BPF_", b"BPFSESSION_")):
+            env[key.decode(errors="replace")] = value.decode(errors="replace")
+    return env
+
+
+def _parse_stat(data: bytes) -> tuple[str, int, int]:
+    """(comm, ppid, starttime) from /proc/PID/stat; comm may hold spaces and parens."""
+    head, _, tail = data.rpartition(b")")
+    comm = head.partition(b"(")[2].decode(errors="replace")
+    fields = tail.split()
+    # fields[0] is state (field 3); ppid is field 4, starttime field 22.
+    return comm, int(fields[1]), int(fields[19])
+
+
+def _parse_fdinfo(data: bytes) -> dict[str, str]:
+    out = {}
+    for line in data.decode(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _map_fds(proc: str, pid: int) -> tuple[dict[int, int], dict[int, dict[str, str]]]:
+    """fd -> map id and fd -> fdinfo for the process's BPF map fds."""
+    ids: dict[int, int] = {}
+    infos: dict[int, dict[str, str]] = {}
+    base = f"{proc}/{pid}/fd"
+    try:
+        fds = os.listdir(base)
+    except OSError:
+        return ids, infos
+    for name in fds:
+        try:
+            if os.readlink(f"{base}/{name}") != "anon_inode:bpf-map":
+                continue
+        except OSError:
+            continue
+        data = _read(f"{proc}/{pid}/fdinfo/{name}")
+        if data is None:
+            continue
+        info = _parse_fdinfo(data)
+        if "map_id" in info:
+            ids[int(name)] = int(info["map_id"])
+            infos[int(name)] = info
+    return ids, infos
+
+
+def _read_proc(proc: str, pid: int, environ: bytes | None) -> _Proc | None:
+    """Everything we want about one process, or None when it vanished meanwhile."""
+    stat = _read(f"{proc}/{pid}/stat")
+    if stat is None:
+        return None
+    try:
+        comm, ppid, start = _parse_stat(stat)
+        uid = os.stat(f"{proc}/{pid}").st_uid
+    except (OSError, ValueError, IndexError):
+        return None
+    cmdline = _read(f"{proc}/{pid}/cmdline") or b""
+    if environ is None:
+        environ = _read(f"{proc}/{pid}/environ") or b""
+    map_fds, infos = _map_fds(proc, pid)
+    try:
+        net = os.readlink(f"{proc}/{pid}/ns/net")
+    except OSError:
+        net = None
+    args = [a.decode(errors="replace") for a in cmdline.split(b"\0")[:-1]]
+    return _Proc(pid, ppid, comm, start, uid, args, _parse_env(environ), map_fds, infos, net)
+
+
+# ---- grouping ---------------------------------------------------------------------------
+
+
+class _Scan:
+    """One pass over /proc: processes, netns names, boot time; shared by every session."""
+
+    def __init__(self, proc: str):
+        self.proc = proc
+        self._netns: dict[str, str] | None = None
+        self._host_net: str | None = None
+        self._btime: int | None = None
+        self._clk_tck = os.sysconf("SC_CLK_TCK")
+        self._map_infos: dict[int, object] = {}
+
+    def netns_of(self, net: str | None, pid: int) -> tuple[str | None, str | None]:
+        """(netns, netns_path): a name under /run/netns, else /proc/PID/ns/net; host: None."""
+        if net is None:
+            return None, None
+        if self._host_net is None:
+            for who in ("1", "self"):
+                try:
+                    self._host_net = os.readlink(f"{self.proc}/{who}/ns/net")
+                    break
+                except OSError:
+                    continue
+        if net == self._host_net:
+            return None, None
+        if self._netns is None:
+            self._netns = {}
+            try:
+                names = sorted(os.listdir(NETNS_DIR))
+            except OSError:
+                names = []
+            for name in names:
+                try:
+                    ino = os.stat(f"{NETNS_DIR}/{name}").st_ino
+                except OSError:
+                    continue
+                self._netns.setdefault(f"net:[{ino}]", name)
+        name = self._netns.get(net)
+        if name is not None:
+            return name, f"{NETNS_DIR}/{name}"
+        path = f"{self.proc}/{pid}/ns/net"
+        return path, path
+
+    def _born(self, ticks: int) -> float | None:
+        """Wall-clock start of a process from its starttime (clock ticks since boot)."""
+        if self._btime is None:
+            for line in (_read(f"{self.proc}/stat") or b"").splitlines():
+                if line.startswith(b"btime "):
+                    self._btime = int(line.split()[1])
+            if self._btime is None:
+                return None
+        return self._btime + ticks / self._clk_tck
+
+    def started(self, ticks: int) -> str | None:
+        when = self._born(ticks)
+        if when is None:
+            return None
+        return datetime.fromtimestamp(int(when), UTC).astimezone().isoformat()
+
+    def map_info(self, map_id: int):
+        """The kernel's MapInfo for a map id; None when we may not ask (not root: EPERM)
+        or the map is gone (ENOENT)."""
+        if map_id not in self._map_infos:
+            from bpfsession.kernel import bpf
+
+            info = None
+            try:
+                fd = bpf.map_get_fd_by_id(map_id)
+            except OSError:
+                pass
+            else:
+                try:
+                    info = bpf.map_info(fd)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+            self._map_infos[map_id] = info
+        return self._map_infos[map_id]
+
+    def map_name(self, map_id: int) -> str:
+        info = self.map_info(map_id)
+        return info.name if info else ""
+
+
+def _env_names(env: dict[str, str]) -> dict[int, list[str]]:
+    """fd -> the BPF_MAP<id> / BPF_MAP_<NAME> variables that point at it."""
+    names: dict[int, list[str]] = {}
+    for key, value in env.items():
+        if not key.startswith("BPF_MAP") or not value.isdigit():
+            continue
+        names.setdefault(int(value), []).append(key)
+    for keys in names.values():
+        keys.sort(key=lambda k: (not _MAP_VAR.match(k), len(k), k))
+    return names
+
+
+def _session_maps(root: _Proc, scan: _Scan, reg: dict | None) -> list[SessionMap]:
+    env_names = _env_names(root.env)
+    reg_names = {m.get("id"): m.get("name") for m in (reg or {}).get("maps", [])
+                 if isinstance(m, dict)}
+    maps = []
+    for fd in sorted(root.map_fds):
+        info = root.fdinfo[fd]
+        map_id = root.map_fds[fd]
+        name = reg_names.get(map_id) or scan.map_name(map_id)
+        from_type = int(info.get("map_type", "0"))
+        maps.append(SessionMap(
+            env=env_names.get(fd, []), fd=fd, id=map_id, name=name,
+            type=_type_name(from_type), key_size=int(info.get("key_size", "0")),
+            value_size=int(info.get("value_size", "0")),
+            max_entries=int(info.get("max_entries", "0")),
+            memlock=int(info.get("memlock", "0")), frozen=info.get("frozen", "0") != "0",
+            flags=int(info.get("map_flags", "0"), 16)))
+    if not maps and reg is not None:
+        maps = _registry_maps(reg, scan)
+    return maps
+
+
+def _registry_maps(reg: dict, scan: _Scan) -> list[SessionMap]:
+    """The maps of a registered session whose command closed its map fds: the supervisor
+    still holds them, so the registry's list (fd numbers as the command got them) stands,
+    completed from the kernel where we may ask it."""
+    maps = []
+    for m in reg.get("maps", []):
+        if not isinstance(m, dict) or not isinstance(m.get("id"), int):
+            continue
+        info = scan.map_info(m["id"])
+        maps.append(SessionMap(
+            env=[m["env"]] if m.get("env") else [], fd=int(m.get("fd", -1)), id=m["id"],
+            name=m.get("name") or (info.name if info else ""),
+            type=info.type_name if info else "", key_size=info.key_size if info else 0,
+            value_size=info.value_size if info else 0,
+            max_entries=info.max_entries if info else 0, memlock=0, frozen=False,
+            flags=info.flags if info else 0))
+    return maps
+
+
+def _type_name(value: int) -> str:
+    # The table lives in the kernel layer; importing it costs no ctypes work at call time.
+    from bpfsession.kernel.bpf import MAP_TYPE_NAMES, type_name
+
+    return type_name(MAP_TYPE_NAMES, value)
+
+
+def _process(p: _Proc) -> SessionProcess:
+    return SessionProcess(p.pid, p.ppid, p.comm, p.cmdline, dict(p.map_fds))
+
+
+def _build(root: _Proc, members: list[_Proc], scan: _Scan, reg: dict | None) -> Session:
+    env = root.env
+    netns, netns_path = scan.netns_of(root.net, root.pid)
+    if reg is not None:
+        sid, name = reg["id"], str(reg.get("name") or reg["id"])
+        obj = reg.get("obj")
+        command = list(reg.get("command") or root.cmdline)
+        started = reg.get("started") or scan.started(root.starttime)
+        uid = int(reg.get("uid", root.uid))
+    else:
+        sid = env.get("BPFSESSION_ID") or f"tc-{root.pid}"
+        name = env.get("BPFSESSION_NAME") or sid
+        obj = env.get("BPF_OBJ")
+        command = root.cmdline
+        started = scan.started(root.starttime)
+        uid = root.uid
+    reg = reg or {}
+    sup = reg.get("supervisor")
+    return Session(
+        id=sid, name=name, pid=root.pid, supervisor=sup if isinstance(sup, int) and sup > 0
+        else None, uid=uid, netns=netns, netns_path=netns_path, obj=obj, command=command,
+        started=started, maps=_session_maps(root, scan, reg or None),
+        processes=[_process(p) for p in members], registered=bool(reg),
+        control=reg.get("control"), allow_uids=[int(u) for u in reg.get("allow_uids", [])],
+        socket=reg.get("socket"), env=dict(env))
+
+
+def _live_entries(run_dir: str | None) -> dict[int, dict]:
+    """root pid -> registry entry whose supervisor lives; stale entries are pruned.
+
+    An entry is stale when its supervisor is gone (SIGKILL leaves no time to clean up; a
+    reboot keeps /run only in a container volume). Its shell may outlive it: the session
+    is then found from /proc like a `tc exec` one, keeping id and name from its environ.
+    """
+    from bpfsession import registry
+
+    live, stale = {}, False
+    for entry in registry.read_all(run_dir):
+        if isinstance(entry.get("pid"), int) and registry.alive(entry):
+            live[entry["pid"]] = entry
+        else:
+            stale = True
+    if stale:
+        try:
+            registry.prune(run_dir)
+        except OSError:
+            pass  # not ours to remove (another user's entry): the owner's next scan will
+    return live
+
+
+def scan(proc: str = "/proc", run_dir: str | None = None) -> list[Session]:
+    """Every live session on the machine, oldest first."""
+    sc = _Scan(proc)
+    live = _live_entries(run_dir)
+    procs: dict[int, _Proc] = {}
+    for pid, environ in _environ_hits(proc).items():
+        p = _read_proc(proc, pid, environ)
+        if p is not None and (p.map_fds or pid in live):
+            procs[pid] = p
+    for pid in live:  # a registered root that dropped its environ or maps is still a root
+        if pid not in procs and (p := _read_proc(proc, pid, None)) is not None:
+            procs[pid] = p
+
+    for p in procs.values():
+        parent = procs.get(p.ppid)
+        if parent is not None and p.pid not in live \
+                and set(p.map_fds.values()) & set(parent.map_fds.values()):
+            p.parent = parent
+    trees: dict[int, list[_Proc]] = {}
+    for p in sorted(procs.values(), key=lambda q: (q.starttime, q.pid)):
+        top = p
+        while top.parent is not None:
+            top = top.parent
+        trees.setdefault(top.pid, []).append(p)
+
+    sessions = [_build(procs[root], members, sc, live.get(root))
+                for root, members in trees.items()]
+    sessions = _merge_attached(sessions)
+    sessions.sort(key=lambda s: (s.started or "", s.pid))
+    return sessions
+
+
+def _merge_attached(sessions: list[Session]) -> list[Session]:
+    """Fold agents started by `attach` into the session whose id they carry.
+
+    An agent's environ carries BPFSESSION_ID; of several trees claiming one id, a
+    registered one, else the oldest, is the session (it existed before any attach to it),
+    and a claimant holding only that session's maps is one of its processes.
+    """
+    by_id: dict[str, list[Session]] = {}
+    for s in sessions:
+        by_id.setdefault(s.id, []).append(s)
+    out = []
+    for group in by_id.values():
+        group.sort(key=lambda s: (not s.registered, s.started or "", s.pid))
+        head = group[0]
+        out.append(head)
+        for other in group[1:]:
+            held = {i for p in other.processes for i in p.map_fds.values()}
+            if held <= head.map_ids:
+                head.processes.extend(other.processes)
+            else:
+                out.append(other)
+    return out
+
+
+def find(spec: str, sessions: list[Session] | None = None) -> Session:
+    """The session named by `spec`: its id, its name, or the pid of any process in it."""
+    if sessions is None:
+        sessions = scan()
+    for s in sessions:
+        if s.id == spec:
+            return s
+    named = [s for s in sessions if s.name == spec]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        ids = ", ".join(s.id for s in named)
+        raise BpfSessionError(f"{len(named)} sessions are named {spec!r} ({ids}): "
+                              "name one by its id")
+    if spec.isdigit():
+        pid = int(spec)
+        for s in sessions:
+            if pid in (s.pid, s.supervisor) or any(p.pid == pid for p in s.processes):
+                return s
+        raise BpfSessionError(f"process {pid} is in no session (see 'bpfsession list')")
+    raise BpfSessionError(f"no session {spec!r}: give a name, id or pid from "
+                          "'bpfsession list'")
+
+
+def session_json(s: Session) -> dict:
+    """CONTRACT's shape (id, name, pid, netns, obj, command, started, maps), plus extras."""
+    return {
+        "id": s.id, "name": s.name, "pid": s.pid, "netns": s.netns, "obj": s.obj,
+        "command": s.command, "started": s.started,
+        "maps": [{"env": m.env[0] if m.env else None, "fd": m.fd, "id": m.id, "name": m.name,
+                  "type": m.type, "key_size": m.key_size, "value_size": m.value_size,
+                  "max_entries": m.max_entries, "env_names": m.env, "memlock": m.memlock,
+                  "frozen": m.frozen, "flags": m.flags} for m in s.maps],
+        "supervisor": s.supervisor, "uid": s.uid, "netns_path": s.netns_path,
+        "registered": s.registered, "control": s.control, "socket": s.socket,
+        "allow_uids": s.allow_uids,
+        "processes": [{"pid": p.pid, "ppid": p.ppid, "comm": p.comm, "cmdline": p.cmdline,
+                       "maps": {str(fd): i for fd, i in sorted(p.map_fds.items())}}
+                      for p in s.processes],
+    }
