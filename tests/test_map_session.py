@@ -1,0 +1,39 @@
+"""`bpfsession map` from inside a `bpfsession new` session script: the shell-script use."""
+
+from __future__ import annotations
+
+import json
+
+from bpfsession.kernel import bpf
+from tests.helpers import BPFSESSION, uniq
+from tests.new_helpers import finish, send
+
+pytest_plugins = ["tests.new_fixtures"]
+
+
+def test_update_by_env_fd_and_read_back_by_name(launch, make_map, uds):
+    name = uniq("bsstat")
+    stats = make_map("hash", 4, 16, 16, name=name)
+    total = make_map("array", 4, 8, 1)
+    bs = " ".join(BPFSESSION)
+    script = (
+        f"{bs} map update BPF_MAP0 key 6 0 0 0 value 1 0 0 0 0 0 0 0 64 0 0 0 0 0 0 0 && "
+        f"{bs} map update 1 --value-type u64 key 0 0 0 0 value 99 && "
+        f"{bs} map lookup name {name} key 6 0 0 0 -j && "
+        f"{bs} map lookup BPF_MAP1 key 0 0 0 0 --value-type u64 -j && "
+        f"{bs} map lookup name {name} key 7 0 0 0; echo status=$?"
+    )
+    proc = launch("imp", uds, "run", "sh", "-c", script)
+    send(uds, [stats, total])
+    status, out, err = finish(proc)
+    assert status == 0, err
+    first, second, *rest = out.splitlines()
+    assert json.loads(first) == {
+        "key": ["0x06", "0x00", "0x00", "0x00"],
+        "value": ["0x01"] + ["0x00"] * 7 + ["0x40"] + ["0x00"] * 7}
+    assert json.loads(second)["formatted"] == {"value": 99}
+    assert rest == ["key:", "07 00 00 00", "", "Not found", "status=254"]
+    # the writes reached the kernel maps the launcher received
+    value = bytearray(16)
+    assert bpf.map_lookup_elem(stats, (6).to_bytes(4, "little"), value)
+    assert value == (1).to_bytes(8, "little") + (64).to_bytes(8, "little")
