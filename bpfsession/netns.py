@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 
 from bpfsession.errors import BpfSessionError, KernelError
 from bpfsession.kernel import ns
@@ -25,13 +24,15 @@ NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` bind-mounts named namespace
 NETNS_ETC_DIR = "/etc/netns"
 
 
-@dataclass(frozen=True)
 class Netns:
     """A network namespace as the user named it: `arg` is what BPFSESSION_NETNS carries."""
 
-    arg: str
-    path: str
-    name: str | None  # the `ip netns` name, None for a plain path such as /proc/PID/ns/net
+    __slots__ = ("arg", "path", "name")
+
+    def __init__(self, arg: str, path: str, name: str | None):
+        self.arg = arg
+        self.path = path
+        self.name = name  # the `ip netns` name, None for a plain path like /proc/PID/ns/net
 
 
 def available() -> list[str]:

@@ -24,7 +24,7 @@ import signal
 import socket
 import struct
 import sys
-from dataclasses import dataclass, field, replace
+import time
 
 from bpfsession import init, registry, wire
 from bpfsession.errors import BpfSessionError, KernelError
@@ -37,25 +37,33 @@ WAIT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _STALE_ENV_PREFIXES = ("BPF_MAP",)
 _STALE_ENV = ("BPF_NUM_MAPS", "BPF_OBJ", "BPFSESSION_NETNS")
 _SESSION_NAME_FORBIDDEN = set("/ \t\n\r\0")
-_DEFAULT_GRACE = init.DEFAULT_GRACE  # (Config.init, a flag, shadows the module in its body)
+_DEFAULT_GRACE = init.DEFAULT_GRACE  # (Config's `init` argument shadows the module)
 
 
-@dataclass
 class Config:
-    """Everything `new` was asked to do (flags merged over the environment by the CLI)."""
+    """Everything `new` was asked to do (flags merged over the environment by the CLI).
 
-    uds: str
-    command: list[str] | None = None  # None: $SHELL (else /bin/sh), interactive
-    name: str | None = None
-    netns: str | None = None
-    timeout: float | None = None
-    allow_uids: tuple[int, ...] = ()
-    exec_: bool = False
-    init: bool = False
-    keep_caps: frozenset[int] | None = None
-    no_new_privs: bool = False
-    grace: float = _DEFAULT_GRACE
-    run_dir: str = field(default_factory=registry.run_dir)
+    A plain class, not a dataclass: `dataclasses` costs ~7 ms of start-up (it imports
+    inspect), and `new` is on the launch path (docs/performance.md).
+    """
+
+    def __init__(self, uds: str, command: list[str] | None = None, name: str | None = None,
+                 netns: str | None = None, timeout: float | None = None,
+                 allow_uids: tuple[int, ...] = (), exec_: bool = False, init: bool = False,
+                 keep_caps: frozenset[int] | None = None, no_new_privs: bool = False,
+                 grace: float = _DEFAULT_GRACE, run_dir: str | None = None):
+        self.uds = uds
+        self.command = command  # None: $SHELL (else /bin/sh), interactive
+        self.name = name
+        self.netns = netns
+        self.timeout = timeout
+        self.allow_uids = allow_uids
+        self.exec_ = exec_
+        self.init = init
+        self.keep_caps = keep_caps
+        self.no_new_privs = no_new_privs
+        self.grace = grace
+        self.run_dir = run_dir or registry.run_dir()
 
     @property
     def argv(self) -> list[str]:
@@ -136,14 +144,16 @@ def _report_refused(text: str) -> None:
 
 # -- 2. describe ----------------------------------------------------------------------
 
-@dataclass(frozen=True)
 class SessionMap:
     """One received map: the sender's entry, our fd, the command's fd, the kernel's info."""
 
-    entry: wire.MapEntry
-    fd: int
-    child_fd: int
-    info: bpf.MapInfo
+    __slots__ = ("entry", "fd", "child_fd", "info")
+
+    def __init__(self, entry: wire.MapEntry, fd: int, child_fd: int, info: bpf.MapInfo):
+        self.entry = entry
+        self.fd = fd
+        self.child_fd = child_fd
+        self.info = info
 
     @property
     def env(self) -> str:
@@ -158,9 +168,10 @@ class SessionMap:
 
     def wire_entry(self) -> wire.MapEntry:
         """The entry to hand on (attach): the sender's id, the kernel's type and sizes."""
-        return replace(self.entry, type=self.info.type, size_key=self.info.key_size,
-                       size_value=self.info.value_size, max_elem=self.info.max_entries,
-                       flags=self.info.flags)
+        e, i = self.entry, self.info
+        return wire.MapEntry(type=i.type, size_key=i.key_size, size_value=i.value_size,
+                             max_elem=i.max_entries, flags=i.flags, id=e.id, pinning=e.pinning,
+                             inner_id=e.inner_id, inner_idx=e.inner_idx)
 
 
 FIRST_MAP_FD = 3
@@ -223,17 +234,19 @@ def check_name(name: str) -> None:
 
 # -- 3. spawn -------------------------------------------------------------------------
 
-@dataclass
 class Launch:
     """What the command's process needs between fork (or --exec) and exec."""
 
-    argv: list[str]
-    env: dict[str, str]
-    fds: list[int]  # the maps, in entry order: they become FIRST_MAP_FD...
-    netns: Netns | None = None
-    netns_fd: int = -1
-    keep_caps: frozenset[int] | None = None
-    no_new_privs: bool = False
+    def __init__(self, argv: list[str], env: dict[str, str], fds: list[int],
+                 netns: Netns | None = None, netns_fd: int = -1,
+                 keep_caps: frozenset[int] | None = None, no_new_privs: bool = False):
+        self.argv = argv
+        self.env = env
+        self.fds = fds  # the maps, in entry order: they become FIRST_MAP_FD...
+        self.netns = netns
+        self.netns_fd = netns_fd
+        self.keep_caps = keep_caps
+        self.no_new_privs = no_new_privs
 
 
 class Terminal:
@@ -611,6 +624,5 @@ def _warn(text: str) -> None:
 
 
 def _now() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """ISO 8601 in UTC, as datetime.isoformat(timespec="seconds") writes it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
