@@ -254,3 +254,24 @@ def test_tc_exec_sender_compatible_name_from_obj(launch, make_map, uds, run_dir)
     status, out, _ = finish(proc)
     assert status == 0
     assert out.strip() == obj.replace(" ", "_").replace("/", "_")
+
+
+def test_launch_path_imports_only_stdlib_prctl_and_ours(make_map, uds, run_dir):
+    """Start-up is a feature: no pyroute2, textual or numpy on the way to `run CMD`."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "bpfsession", "new",
+                             "imp", uds, "run", "true"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "BPFSESSION_RUN_DIR": run_dir})
+    send(uds, [make_map()])
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    roots = {line.split("|")[-1].strip().split(".")[0] for line in err.splitlines()
+             if line.startswith("import time:") and "imported package" not in line}
+    allowed = set(sys.stdlib_module_names) | {"bpfsession", "prctl", "_prctl"}
+    # Installed by site itself (editable install, setuptools hooks), before bpfsession runs;
+    # `org` is copy's probe for Jython's org.python.core.
+    site_hooks = {r for r in roots if r.startswith(("__editable__", "_distutils_hack"))}
+    assert roots - allowed - site_hooks - {"sitecustomize", "org"} == set()
+    assert not roots & {"pyroute2", "textual", "numpy", "rich"}
