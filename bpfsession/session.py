@@ -604,7 +604,7 @@ def _usable_run_dir(directory: str) -> bool:
     try:
         registry.ensure_dir(directory)
     except BpfSessionError as err:
-        _warn(f"{err.hint}; the session runs unregistered (list/attach will not find it)")
+        _warn(f"{err.hint}; the session runs without a registry entry or control socket")
         return False
     return True
 
@@ -614,7 +614,7 @@ def _register(directory: str, entry: dict) -> bool:
         registry.ensure_dir(directory)
         registry.write(directory, entry)
     except BpfSessionError as err:
-        _warn(f"{err.hint}; the session runs unregistered")
+        _warn(f"{err.hint}; the session runs without a registry entry")
         return False
     return True
 

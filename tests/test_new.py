@@ -275,3 +275,16 @@ def test_launch_path_imports_only_stdlib_prctl_and_ours(make_map, uds, run_dir):
     site_hooks = {r for r in roots if r.startswith(("__editable__", "_distutils_hack"))}
     assert roots - allowed - site_hooks - {"sitecustomize", "org"} == set()
     assert not roots & {"pyroute2", "textual", "numpy", "rich"}
+
+
+def test_unusable_registry_directory_warns_and_runs(launch, make_map, uds, short_tmp):
+    blocker = short_tmp / "file"
+    blocker.write_text("")
+    proc = launch("imp", uds, "run", "sh", "-c", "echo $BPF_NUM_MAPS",
+                  env={"BPFSESSION_RUN_DIR": str(blocker / "run")})
+    send(uds, [make_map()])
+    status, out, err = finish(proc)
+    assert (status, out) == (0, "1\n")
+    assert err == (f"bpfsession: warning: cannot create the session registry {blocker}/run: "
+                   "Not a directory (set BPFSESSION_RUN_DIR to a writable directory); the "
+                   "session runs without a registry entry or control socket\n")
