@@ -125,11 +125,7 @@ def _from_process(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
             for m in s.maps:
                 fd = _getfd(pfd, s, m.fd)
                 got.add(fd)
-                try:
-                    info = bpf.map_info(fd)
-                except KernelError:
-                    info = None
-                if info is None or info.id != m.id:
+                if _fdinfo_map_id(fd) != m.id:
                     raise BpfSessionError(f"session {s.name} changed meanwhile (fd {m.fd} of "
                                           f"pid {s.pid} is no longer map {m.id}); try again")
             entries = [wire.MapEntry(type=bpf.MAP_TYPES.get(m.type, 0), size_key=m.key_size,
@@ -193,16 +189,9 @@ def attach(spec: str, command: list[str] | None) -> int:
 
 def _run(s: Session, obj: str, pairs, command: list[str] | None) -> int:
     from bpfsession import init, session
-    from bpfsession.kernel import bpf
 
-    maps = []
-    for i, (entry, fd) in enumerate(pairs):
-        try:
-            info = bpf.map_info(fd)
-        except KernelError as err:
-            raise BpfSessionError(f"cannot read map {entry.id} from the kernel: "
-                                  f"{err.strerror}") from None
-        maps.append(session.SessionMap(entry, fd, session.FIRST_MAP_FD + i, info))
+    maps = [session.SessionMap(entry, fd, session.FIRST_MAP_FD + i, _info(s, entry, fd))
+            for i, (entry, fd) in enumerate(pairs)]
     argv = command or [os.environ.get("SHELL") or "/bin/sh"]
     target, netns_fd = _netns(s)
     try:
@@ -221,6 +210,37 @@ def _run(s: Session, obj: str, pairs, command: list[str] | None) -> int:
     finally:
         if netns_fd >= 0:
             os.close(netns_fd)
+
+
+def _info(s: Session, entry: wire.MapEntry, fd: int):
+    """The kernel's MapInfo for a map fd we hold.
+
+    An unprivileged attacher (an --allow-uid) may hold the fd yet not be allowed the
+    bpf(2) info call (kernel.unprivileged_bpf_disabled): then it is put together from the
+    supervisor's entry, fdinfo's map_id and the name discovery found.
+    """
+    from bpfsession.kernel import bpf
+
+    try:
+        return bpf.map_info(fd)
+    except KernelError as err:
+        if err.errno != errno.EPERM:
+            raise BpfSessionError(f"cannot read map {entry.id} from the kernel: "
+                                  f"{err.strerror}") from None
+    map_id = _fdinfo_map_id(fd)
+    name = next((m.name for m in s.maps if m.id == map_id), "")
+    return bpf.MapInfo(id=map_id, type=entry.type, key_size=entry.size_key,
+                       value_size=entry.size_value, max_entries=entry.max_elem,
+                       flags=entry.flags, name=name, btf_id=0, btf_key_type_id=0,
+                       btf_value_type_id=0, map_extra=0, ifindex=0)
+
+
+def _fdinfo_map_id(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            if line.startswith("map_id:"):
+                return int(line.split()[1])
+    return 0
 
 
 def _netns(s: Session):

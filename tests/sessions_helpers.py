@@ -26,9 +26,10 @@ NOBODY = 65534
 
 
 def as_user(uid: int, euid: int | None = None) -> list[str]:
-    """A setpriv prefix: run as `uid` (real), `euid` (effective, default the same)."""
+    """A setpriv prefix: run as `uid` (real uid and gid), `euid` (effective uid and gid,
+    default the same; the fs ids follow the effective ones)."""
     euid = uid if euid is None else euid
-    return ["setpriv", f"--ruid={uid}", f"--euid={euid}", f"--regid={uid}",
+    return ["setpriv", f"--ruid={uid}", f"--euid={euid}", f"--rgid={uid}", f"--egid={euid}",
             "--clear-groups", "--"]
 
 
@@ -49,6 +50,10 @@ class Started:
     @property
     def supervisor(self) -> int | None:
         return self.launcher.pid if self.kind == "new" else None
+
+    @property
+    def name(self) -> str:
+        return self.entry["name"] if self.kind == "new" else self.id
 
     @property
     def id(self) -> str:
