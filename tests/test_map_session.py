@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 from bpfsession.kernel import bpf
-from tests.helpers import BPFSESSION, uniq
-from tests.new_helpers import finish, send
+from tests.helpers import BPFSESSION, bpfsession, uniq
+from tests.new_helpers import finish, send, wait_entry
 
 pytest_plugins = ["tests.new_fixtures"]
 
@@ -37,3 +38,30 @@ def test_update_by_env_fd_and_read_back_by_name(launch, make_map, uds):
     value = bytearray(16)
     assert bpf.map_lookup_elem(stats, (6).to_bytes(4, "little"), value)
     assert value == (1).to_bytes(8, "little") + (64).to_bytes(8, "little")
+
+
+def test_session_spec_from_outside(launch, make_map, uds, run_dir):
+    name, session = uniq("bsout"), uniq("bssess")
+    stats = make_map("hash", 4, 8, 16, name=name)
+    proc = launch("--name", session, "imp", uds, "run", "sleep", "30")
+    send(uds, [stats])
+    entry = wait_entry(run_dir)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BPF_")}
+        env["BPFSESSION_RUN_DIR"] = run_dir
+        for spec in (["session", session, name], ["session", session, "BPF_MAP0"],
+                     ["session", str(entry["pid"]), "0"]):
+            res = bpfsession("map", "update", *spec, "key", "1", "0", "0", "0", "value", "2",
+                             "0", "0", "0", "0", "0", "0", "0", env=env)
+            assert res.returncode == 0, res.stderr
+        value = bytearray(8)
+        assert bpf.map_lookup_elem(stats, (1).to_bytes(4, "little"), value) and value[0] == 2
+        res = bpfsession("map", "dump", "session", session, "nosuchmap", env=env)
+        assert res.returncode == 1
+        assert res.stderr == f"bpfsession: session {session} has no map 'nosuchmap' (its " \
+                             f"maps: {name})\n"
+        res = bpfsession("map", "dump", "session", uniq("bsnone"), name, env=env)
+        assert res.returncode == 1 and res.stderr.startswith("bpfsession: no session")
+    finally:
+        os.kill(entry["pid"], 15)
+    assert finish(proc)[0] == 143
