@@ -565,6 +565,18 @@ def show(m: OpenMap) -> list[tuple[str, object]]:
     return out
 
 
+def show_node(fields: list[tuple[str, object]]):
+    """The fields of show() as a JSON node for mapfmt's bpftool-style writer."""
+    from bpfsession.btf import Obj, json_string
+
+    def token(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return json_string(v) if isinstance(v, str) else str(v)
+
+    return Obj((k, token(v)) for k, v in fields)
+
+
 def show_text(fields: list[tuple[str, object]]) -> str:
     """bpftool's plain `map show` lines for one map."""
     d = dict(fields)

@@ -222,7 +222,8 @@ def test_show_equals_bpftool(typed_maps):
     for name in ("t_array", "t_progs", "t_lpm", "t_pcpu_hash"):
         spec = typed_maps.pin(name)
         assert bs("show", *spec) == bt("map", "show", *spec)
-        assert json.loads(bs("show", *spec, "-j")) == json.loads(bt("-j", "map", "show", *spec))
+        assert bs("show", *spec, "-j") == bt("-j", "map", "show", *spec)
+        assert bs("show", *spec, "-p") == bt("-p", "map", "show", *spec)
 
 
 def test_show_frozen_map(pinned_map):

@@ -145,8 +145,6 @@ def _check_no_args(rest: list[str], verb: str) -> None:
 
 
 def do_show(args, words, out) -> int:
-    import json
-
     from bpfsession import maps
 
     if not words:
@@ -156,17 +154,20 @@ def do_show(args, words, out) -> int:
         _check_no_args(rest, "show")
         fields = maps.show(m)
     if args.json:
-        text = json.dumps(dict(fields), indent=4 if args.pretty else None,
-                          separators=None if args.pretty else (",", ":"))
-        out.write((text + "\n").encode())
+        out.write(_render(maps.show_node(fields), args.pretty).encode())
     else:
         out.write(maps.show_text(fields).encode())
     return 0
 
 
+def _render(node, pretty_json: bool) -> str:
+    from bpfsession.mapfmt import compact, pretty
+
+    return (pretty(node) if pretty_json else compact(node)) + "\n"
+
+
 def _show_all(args, out) -> int:
     """`map show` without MAP: the session's maps, or (outside one) every map."""
-    import json
     import os
 
     from bpfsession import maps
@@ -192,9 +193,7 @@ def _show_all(args, out) -> int:
         for m in opened:
             m.close()
     if args.json:
-        text = json.dumps([dict(r) for r in rows], indent=4 if args.pretty else None,
-                          separators=None if args.pretty else (",", ":"))
-        out.write((text + "\n").encode())
+        out.write(_render([maps.show_node(r) for r in rows], args.pretty).encode())
     else:
         out.write("".join(maps.show_text(r) for r in rows).encode())
     return 0
