@@ -577,14 +577,15 @@ def _supervised(cfg: Config, launch: Launch, entry: dict, obj: str,
     control = None
     registered = False
     try:
-        if _usable_run_dir(cfg.run_dir):
-            control = ControlServer(entry["control"], cfg.senders, obj, maps)
-        else:
+        usable = _usable_run_dir(cfg.run_dir)
+        if usable:
+            control = _control_server(entry["control"], cfg.senders, obj, maps)
+        if control is None:
             entry["control"] = None
         prctl.set_child_subreaper(1)
         child = spawn(launch, terminal)
         entry["pid"] = child
-        registered = control is not None and _register(cfg.run_dir, entry)
+        registered = usable and _register(cfg.run_dir, entry)
         title = f"bpfsession: {entry['name']}"
         prctl.set_name(title)
         prctl.set_proctitle(title)
@@ -607,6 +608,15 @@ def _usable_run_dir(directory: str) -> bool:
         _warn(f"{err.hint}; the session runs without a registry entry or control socket")
         return False
     return True
+
+
+def _control_server(path: str, allowed: set[int], obj: str,
+                    maps: list[SessionMap]) -> ControlServer | None:
+    try:
+        return ControlServer(path, allowed, obj, maps)
+    except BpfSessionError as err:
+        _warn(f"{err.hint}; `bpfsession attach` will have to use pidfd_getfd")
+        return None
 
 
 def _register(directory: str, entry: dict) -> bool:

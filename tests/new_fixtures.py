@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 
 import pytest
 
 from tests.helpers import BPFSESSION
+from tests.new_helpers import stop
 
 
 @pytest.fixture
@@ -43,6 +43,5 @@ def launch(run_dir):
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=10)
+        stop(proc)
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +27,8 @@ def finish(proc: subprocess.Popen, timeout: float = 20) -> tuple[int, str, str]:
 
 def entries(run_dir: str) -> list[dict]:
     out = []
+    if not os.path.isdir(run_dir):
+        return out
     for name in sorted(os.listdir(run_dir)):
         if name.endswith(".json"):
             out.append(json.loads(Path(run_dir, name).read_text()))
@@ -76,3 +79,16 @@ def live_fds() -> set[int]:
             continue
         out.add(int(fd))
     return out
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """End a launcher and everything below it (the command has its own process group)."""
+    if proc.poll() is None:
+        from bpfsession.init import descendants
+
+        for pid in [proc.pid, *descendants(proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    proc.communicate(timeout=10)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.helpers import BPFSESSION, wait_for
-from tests.new_helpers import children_of, finish, send
+from tests.new_helpers import children_of, finish, send, stop
 
 pytest_plugins = ["tests.new_fixtures"]
 
@@ -33,9 +33,7 @@ def as_pid1(run_dir):
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=10)
+        stop(proc)
 
 
 def init_pid(proc) -> int:

@@ -189,3 +189,17 @@ def test_registry_write_read_prune(tmp_path):
     assert sorted(registry.prune(d)) == ["bbbb0002", "cccc0003"]
     assert sorted(os.listdir(d)) == ["aaaa0001.json", "half.json.123.tmp", "junk.json"]
     assert json.loads((tmp_path / "aaaa0001.json").read_text())["name"] == "me"
+
+
+def test_control_socket_path_too_long_warns_and_registers(launch, make_map, uds, short_tmp):
+    deep = str(short_tmp / ("d" * 100))
+    proc = launch("imp", uds, "run", "sleep", "30", env={"BPFSESSION_RUN_DIR": deep})
+    send(uds, [make_map()])
+    entry = wait_entry(deep)
+    assert entry["control"] is None and entry["supervisor"] == proc.pid
+    os.kill(proc.pid, signal.SIGTERM)
+    status, _, err = finish(proc)
+    assert status == 143
+    assert err.startswith(f"bpfsession: warning: cannot create the control socket {deep}/")
+    assert err.endswith("; `bpfsession attach` will have to use pidfd_getfd\n")
+    assert os.listdir(deep) == []
