@@ -144,3 +144,15 @@ def test_bpffs_mounts_parsed_with_escapes(tmp_path):
         "32 1 0:29 / /mnt/bpf rw - bpf bpf rw\n"
         "33 22 0:30 / /sys/fs/cgroup rw shared:9 - cgroup2 cgroup2 rw\n")
     assert netns.bpffs_mounts_under("/sys", str(info)) == ["/sys/fs/bpf", "/sys/fs/my bpf"]
+
+
+def test_exec_enters_the_netns_itself(launch, make_map, veth, uds, pinned_map):
+    proc = launch("--exec", "--netns", veth.netns, "imp", uds, "run", "sh", "-c",
+                  f"echo $$; readlink /proc/self/ns/net; ls /sys/class/net {pinned_map[0]}")
+    send(uds, [make_map()])
+    status, out, err = finish(proc)
+    assert status == 0, err
+    lines = out.split()
+    assert lines[0] == str(proc.pid)
+    assert lines[1] == f"net:[{os.stat(f'/run/netns/{veth.netns}').st_ino}]"
+    assert veth.ns_if in lines and pinned_map[0] in lines
