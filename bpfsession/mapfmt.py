@@ -307,10 +307,15 @@ class FixedFormatter:
     imported here only; small dumps never get here.
     """
 
-    def __init__(self, layout: Layout, as_json: bool):
+    def __init__(self, layout: Layout, as_json: bool, open_end: bool = False):
+        """`open_end`: JSON records without the closing "}" (and without `formatted`),
+        for a caller that appends the formatted part itself."""
         import numpy as np
 
         self.np = np
+        if open_end:
+            layout = Layout(layout.type_name, layout.key_size, layout.value_size,
+                            layout.ncpus)
         fmt = EntryFormatter(layout, as_json)
         self.layout = layout
         ks, vbuf = layout.key_size, layout.value_buf_size
@@ -318,7 +323,8 @@ class FixedFormatter:
         def render(byte: int) -> bytes:
             key, value = bytes([byte]) * ks, bytes([byte]) * vbuf
             if as_json:
-                return ("," + compact(fmt.json_node(key, value))).encode()
+                text = "," + compact(fmt.json_node(key, value))
+                return (text[:-1] if open_end else text).encode()
             return fmt.plain(key, value).encode()
 
         # Render all-0x00 and all-0xff records: the literal text is the same in both, and
@@ -363,7 +369,78 @@ class FixedFormatter:
 
 # --- whole dumps --------------------------------------------------------------------------
 
-FAST_MIN = 4096  # batches at least this big go through numpy (its import costs ~50 ms)
+_SCALAR_CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
+                 (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
+
+
+def _scalar_code(btf, tid: int) -> str | None:
+    """The struct code of a plain integer type (no bitfield, char or bool), else None."""
+    from bpfsession.btf import INT_SIGNED, KIND_INT
+
+    if btf is None or not tid:
+        return None
+    t = btf.types[btf.resolve(tid)]
+    if t.kind != KIND_INT or t.bit_offset or t.bits != t.size * 8 or t.encoding not in (
+            0, INT_SIGNED):
+        return None
+    return _SCALAR_CODES.get((t.size, t.encoding == INT_SIGNED))
+
+
+class ScalarFormatter:
+    """Batches of a BTF map whose key and value are plain integers (the common u32 ->
+    u64 counter map): `formatted` is two numbers, unpacked for a whole batch at once
+    with struct.iter_unpack; the hex arrays of -j come from FixedFormatter."""
+
+    def __init__(self, lay: Layout, as_json: bool):
+        import struct
+
+        self.struct = struct
+        self.as_json = as_json
+        self.kfmt = "<" + _scalar_code(lay.key_btf, lay.key_type)
+        self.vfmt = "<" + _scalar_code(lay.value_btf, lay.value_type)
+        self.lay = lay
+        self.fixed: FixedFormatter | None = None
+
+    @staticmethod
+    def applies(lay: Layout, fmt: EntryFormatter) -> bool:
+        return (not lay.percpu and not fmt.id_field
+                and _scalar_code(lay.key_btf, lay.key_type) is not None
+                and _scalar_code(lay.value_btf, lay.value_type) is not None)
+
+    SUB = 16384  # entries formatted at once: keeps the -j buffers to a few MB
+
+    def format(self, keys, values, n: int, first: bool):
+        """The batch as a list of byte strings to write in order."""
+        lay = self.lay
+        kv, vv = memoryview(keys), memoryview(values)
+        ksz, vsz = lay.key_size, lay.value_size
+        parts = []
+        for lo in range(0, n, self.SUB):
+            hi = min(n, lo + self.SUB)
+            parts.append(self._part(kv[lo * ksz:hi * ksz], vv[lo * vsz:hi * vsz], hi - lo,
+                                    first and lo == 0))
+        return parts
+
+    def _part(self, keys, values, n: int, first: bool) -> bytes:
+        it = self.struct.iter_unpack
+        ks = [k for (k,) in it(self.kfmt, keys)]
+        vs = [v for (v,) in it(self.vfmt, values)]
+        if not self.as_json:
+            text = ",".join(f'{{\n        "key": {k},\n        "value": {v}\n    }}'
+                            for k, v in zip(ks, vs, strict=True))
+            return (text if first else "," + text).encode()
+        if self.fixed is None:
+            self.fixed = FixedFormatter(self.lay, True, open_end=True)
+        head = self.fixed.format(keys, values, n).tobytes()
+        size = len(head) // n
+        tail = b',"formatted":{"key":%d,"value":%d}}'
+        out = b"".join([head[i * size:(i + 1) * size] + tail % kv
+                        for i, kv in enumerate(zip(ks, vs, strict=True))])
+        return out[1:] if first else out
+
+
+
+FAST_MIN = 4096  # batches at least this big go through numpy (its import costs ~60 ms)
 
 
 def write_dump(out, batches, lay: Layout, as_json: bool, pretty_json: bool = False,
@@ -378,6 +455,8 @@ def write_dump(out, batches, lay: Layout, as_json: bool, pretty_json: bool = Fal
     bracketed = as_json or lay.formatted
     fast_ok = not lay.formatted and not fmt.id_field and not pretty_json
     fixed: FixedFormatter | None = None
+    scalar = ScalarFormatter(lay, as_json) \
+        if lay.formatted and not pretty_json and ScalarFormatter.applies(lay, fmt) else None
     total = 0
     ks, vs = lay.key_size, lay.value_buf_size
     if fast_ok and big:
@@ -389,6 +468,11 @@ def write_dump(out, batches, lay: Layout, as_json: bool, pretty_json: bool = Fal
     if bracketed:
         out.write(b"[")
     for keys, values, n in batches:
+        if scalar is not None and (n >= FAST_MIN or not as_json):
+            for part in scalar.format(keys, values, n, first=not total):
+                out.write(part)
+            total += n
+            continue
         if fast_ok and n >= FAST_MIN and ks + vs <= 4096:
             if fixed is None:
                 fixed = FixedFormatter(lay, as_json)

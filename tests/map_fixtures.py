@@ -21,8 +21,8 @@ from tests.helpers import ROOT, run, uniq
 BPF_CFLAGS = ["-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
               "-I/usr/include/aarch64-linux-gnu"]
 
-MAP_NAMES = ("t_array", "t_hash", "t_lru", "t_pcpu_array", "t_pcpu_hash", "t_lpm", "t_progs",
-             "t_outer", "t_inner_a", "t_inner_b")
+MAP_NAMES = ("t_array", "t_hash", "t_lru", "t_counts", "t_pcpu_array", "t_pcpu_hash", "t_lpm",
+             "t_progs", "t_outer", "t_inner_a", "t_inner_b")
 
 
 @pytest.fixture(scope="session")

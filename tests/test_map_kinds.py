@@ -293,3 +293,19 @@ def test_big_ish_dump_through_the_fast_path_equals_bpftool(kind, pinned_map):
     bpf.map_update_batch(fd, keys, values, n)
     assert bs("dump", "pinned", path, "-j") == bt("-j", "map", "dump", "pinned", path)
     assert bs("dump", "pinned", path) == bt("map", "dump", "pinned", path)
+
+
+def test_big_btf_counter_map_equals_bpftool(typed_maps):
+    """A BTF u32 -> s64 map past FAST_MIN entries: the batch-at-once scalar path."""
+    n = 5000
+    fd = bpf.obj_get(typed_maps.pins["t_counts"])
+    try:
+        keys = b"".join(i.to_bytes(4, "little") for i in range(n))
+        values = b"".join((i * 1000 - 2_000_000).to_bytes(8, "little", signed=True)
+                          for i in range(n))
+        bpf.map_update_batch(fd, keys, values, n)
+    finally:
+        os.close(fd)
+    spec = typed_maps.pin("t_counts")
+    assert bs("dump", *spec, "-j") == bt("-j", "map", "dump", *spec)
+    assert bs("dump", *spec) == bt("map", "dump", *spec)

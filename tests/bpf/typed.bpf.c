@@ -66,6 +66,13 @@ struct {
 } t_lru SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __s64);
+} t_counts SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 4);
 	__type(key, __u32);
@@ -120,7 +127,7 @@ int typed_prog(struct __sk_buff *skb)
 	void *inner;
 
 	if (bpf_map_lookup_elem(&t_array, &zero) || bpf_map_lookup_elem(&t_hash, &f) ||
-	    bpf_map_lookup_elem(&t_lru, &zero) || bpf_map_lookup_elem(&t_pcpu_array, &zero) ||
+	    bpf_map_lookup_elem(&t_lru, &zero) || bpf_map_lookup_elem(&t_counts, &zero) || bpf_map_lookup_elem(&t_pcpu_array, &zero) ||
 	    bpf_map_lookup_elem(&t_pcpu_hash, &k) || bpf_map_lookup_elem(&t_lpm, &lk))
 		return TC_ACT_OK;
 	inner = bpf_map_lookup_elem(&t_outer, &zero);
