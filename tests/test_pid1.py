@@ -74,9 +74,13 @@ def test_sigterm_to_pid1_reaches_the_command(as_pid1, make_map, uds, short_tmp):
 
 def test_hundred_orphans_are_reaped(as_pid1, make_map, uds):
     # Each `sh -c 'sleep 0.1 &'` exits at once: its sleep is orphaned to PID 1.
+    # Wait (bounded) until no orphan is still running, give PID 1 a moment, count zombies.
     proc = as_pid1("imp", uds, "run", "sh", "-c",
-                   "for i in $(seq 100); do sh -c 'sleep 0.1 &'; done; sleep 1; "
-                   "grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l")
+                   "for i in $(seq 100); do sh -c 'sleep 0.1 &'; done; t=0; "
+                   "while [ $t -lt 100 ] && grep -qsE '^State:\\s+[RSD]' "
+                   "$(grep -lsE '^Name:\\s+sleep$' /proc/[0-9]*/status) /dev/null; "
+                   "do sleep 0.1; t=$((t + 1)); done; sleep 0.3; "
+                   "grep -lsE '^State:\\s+Z' /proc/[0-9]*/status | wc -l")
     send(uds, [make_map()])
     status, out, err = finish(proc, timeout=30)
     assert (status, out.strip()) == (0, "0"), err

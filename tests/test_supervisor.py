@@ -47,8 +47,8 @@ def test_orphans_are_reaped_by_the_subreaper(launch, make_map, uds, run_dir):
     send(uds, [make_map()])
     entry = wait_entry(run_dir)
     wait_for(lambda: len(children_of(proc.pid)) >= 2, what="orphans re-parented")
-    time.sleep(0.6)
-    assert children_of(proc.pid) == [entry["pid"]]
+    # Each orphan exits after 0.2 s; unreaped, it would stay our zombie child for good.
+    wait_for(lambda: children_of(proc.pid) == [entry["pid"]], what="orphans reaped")
     os.kill(proc.pid, signal.SIGTERM)  # forwarded to the command's group: sh and its sleep
     assert finish(proc)[0] == 143
 
