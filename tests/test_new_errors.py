@@ -198,7 +198,7 @@ def test_timeout_in_process_with_maps_half_received(make_map, uds):
     t = threading.Thread(target=raw_send, args=(uds, header(2) + entries(1), [fd]))
     t.start()
     with pytest.raises(BpfSessionError) as exc:
-        session.receive(Config(uds=uds, timeout=0.5))
+        session.receive(Config(uds=uds, timeout=1.5))
     t.join()
     assert "1 of 2 maps arrived" in exc.value.hint
     assert live_fds() == before | {fd} and not os.path.exists(uds)
