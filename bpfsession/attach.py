@@ -22,6 +22,7 @@ import errno
 import os
 import socket
 import struct
+import time
 
 from bpfsession import wire
 from bpfsession.discover import Session
@@ -55,9 +56,12 @@ def _from_control(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]] | N
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
         sock.settimeout(CONTROL_TIMEOUT)
         try:
-            sock.connect(s.control)
+            _connect(sock, s.control)
         except (FileNotFoundError, ConnectionRefusedError):
             return None  # the supervisor died: its shell may still hold the maps
+        except TimeoutError:
+            raise BpfSessionError(f"session {s.name}'s supervisor did not accept within "
+                                  f"{CONTROL_TIMEOUT:g} s; try again") from None
         except PermissionError:
             raise BpfSessionError(f"permission denied on session {s.name}'s control socket "
                                   f"{s.control}: run as root or as uid {s.uid}") from None
@@ -75,6 +79,26 @@ def _from_control(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]] | N
         except TimeoutError:
             raise BpfSessionError(f"session {s.name}'s supervisor (pid {pid}) did not answer "
                                   f"within {CONTROL_TIMEOUT:g} s; try again") from None
+
+
+def _connect(sock: socket.socket, path: str) -> None:
+    """connect(2), waiting while the supervisor's listen backlog is full.
+
+    A socket with a timeout is non-blocking underneath, and a non-blocking AF_UNIX
+    connect to a full backlog fails with EAGAIN at once (net/unix/af_unix.c) instead of
+    waiting: many agents attaching at the same moment must queue, not fail.
+    """
+    deadline = time.monotonic() + CONTROL_TIMEOUT
+    pause = 0.001
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() + pause > deadline:
+                raise TimeoutError from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
 
 def _receive_control(sock: socket.socket, s: Session):

@@ -110,6 +110,14 @@ class Sessions:
                  what="the session's command to hold the maps")
         return s
 
+    def adopt(self, launcher: subprocess.Popen, uds: str, maps: list[int]) -> Started:
+        """A `bpfsession new` the caller started and fed itself: wait for its entry."""
+        s = Started("new", launcher, uds, [kernel_id(fd) for fd in maps], None)
+        self.started.append(s)
+        s.entry = wait_for(lambda: self._entry_of(launcher.pid), timeout=30,
+                           what="a registry entry")
+        return s
+
     def _feed(self, s: Started, maps: list[int], obj: str) -> None:
         try:
             wait_for_socket(s.uds)
