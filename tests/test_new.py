@@ -288,3 +288,9 @@ def test_unusable_registry_directory_warns_and_runs(launch, make_map, uds, short
     assert err == (f"bpfsession: warning: cannot create the session registry {blocker}/run: "
                    "Not a directory (set BPFSESSION_RUN_DIR to a writable directory); the "
                    "session runs without a registry entry or control socket\n")
+
+
+def test_endless_timeout_means_wait(launch, make_map, uds):
+    proc = launch("--timeout", "inf", "imp", uds, "run", "true")
+    send(uds, [make_map()])
+    assert finish(proc) == (0, "", "")

@@ -14,6 +14,8 @@ import sys
 
 from bpfsession.errors import BpfSessionError
 
+_FOREVER = 1e9  # seconds (31 years): a --timeout this long is no timeout
+
 
 def register(sub) -> None:
     p = sub.add_parser("new", help="receive map fds on UDS and run a shell or command with them",
@@ -86,6 +88,8 @@ def config_from(args, environ=os.environ):
         timeout = _seconds(str(args.timeout), "--timeout", allow_zero=False)
     else:
         timeout = _seconds(environ.get("BPFSESSION_TIMEOUT"), "BPFSESSION_TIMEOUT", False)
+    if timeout is not None and timeout >= _FOREVER:
+        timeout = None  # socket timeouts overflow time_t long before `inf`: just wait
     grace = _seconds(environ.get("BPFSESSION_GRACE"), "BPFSESSION_GRACE", allow_zero=True)
     for uid in args.allow_uid:
         if uid < 0:
