@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import time
 
 from bpfsession.errors import BpfSessionError
 
@@ -26,11 +25,58 @@ _MAP_VAR = re.compile(r"BPF_MAP(\d+)$")
 NETNS_DIR = "/run/netns"
 
 
-@dataclass
-class SessionMap:
-    env: list[str]  # BPF_MAP<id> first, then BPF_MAP_<NAME>; as the root's environ says
-    fd: int  # the fd number in the session's root process
-    id: int  # the kernel map id
+class _Record:
+    """A plain typed record: fields in __slots__ order, positional or by keyword, with
+    equality and a repr. Not a dataclass: importing dataclasses would cost every `list`
+    about 10 ms, a quarter of its budget."""
+
+    __slots__ = ()
+    _defaults: dict[str, object] = {}
+
+    def __init__(self, *args, **kwargs):
+        names = self.__slots__
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes {len(names)} fields")
+        values = dict(zip(names, args, strict=False))
+        for key, value in kwargs.items():
+            if key in values or key not in names:
+                raise TypeError(f"{type(self).__name__}: bad or repeated field {key!r}")
+            values[key] = value
+        for name in names:
+            if name in values:
+                setattr(self, name, values[name])
+            elif name in self._defaults:
+                default = self._defaults[name]
+                setattr(self, name, default() if callable(default) else default)
+            else:
+                raise TypeError(f"{type(self).__name__}: missing field {name!r}")
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and all(
+            getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    __hash__ = None  # mutable, like a dataclass with eq=True
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class SessionMap(_Record):
+    """One map of a session, as its root process holds it."""
+
+    __slots__ = (
+        "env",  # list[str]: BPF_MAP<id> first, then BPF_MAP_<NAME>; from the root's environ
+        "fd",  # int: the fd number in the session's root process
+        "id",  # int: the kernel map id
+        "name", "type",  # str: the kernel's name; bpftool's type name ("hash", "array"...)
+        "key_size", "value_size", "max_entries", "memlock",  # int
+        "frozen",  # bool
+        "flags",  # int: map_flags
+    )
+    env: list[str]
+    fd: int
+    id: int
     name: str
     type: str
     key_size: int
@@ -41,8 +87,10 @@ class SessionMap:
     flags: int
 
 
-@dataclass
-class SessionProcess:
+class SessionProcess(_Record):
+    """A process of a session: its root, a descendant holding the maps, or an agent."""
+
+    __slots__ = ("pid", "ppid", "comm", "cmdline", "map_fds")
     pid: int
     ppid: int
     comm: str
@@ -50,25 +98,33 @@ class SessionProcess:
     map_fds: dict[int, int]  # fd -> kernel map id
 
 
-@dataclass
-class Session:
+class Session(_Record):
+    """A live session. `netns`: a name under /run/netns, a path for an unnamed netns,
+    None for the host's. `registered`: a live registry entry (with a supervisor)
+    describes it; `control` is then its supervisor's socket. `env`: the root's BPF_* and
+    BPFSESSION_* variables."""
+
+    __slots__ = ("id", "name", "pid", "supervisor", "uid", "netns", "netns_path", "obj",
+                 "command", "started", "maps", "processes", "registered", "control",
+                 "allow_uids", "socket", "env")
+    _defaults = {"socket": None, "env": dict}
     id: str
     name: str
     pid: int  # the root process
     supervisor: int | None
     uid: int
-    netns: str | None  # a name under /run/netns, a path for an unnamed netns, None: the host's
+    netns: str | None
     netns_path: str | None
     obj: str | None
     command: list[str]
     started: str | None
     maps: list[SessionMap]
     processes: list[SessionProcess]
-    registered: bool  # a live registry entry (with a supervisor) describes it
-    control: str | None  # the supervisor's control socket, when there is one
+    registered: bool
+    control: str | None
     allow_uids: list[int]
-    socket: str | None = None
-    env: dict[str, str] = field(default_factory=dict)  # the root's BPF_* / BPFSESSION_* vars
+    socket: str | None
+    env: dict[str, str]
 
     @property
     def map_ids(self) -> set[int]:
@@ -78,8 +134,10 @@ class Session:
 # ---- /proc, one process at a time ------------------------------------------------------
 
 
-@dataclass
-class _Proc:
+class _Proc(_Record):
+    __slots__ = ("pid", "ppid", "comm", "starttime", "uid", "cmdline", "env", "map_fds",
+                 "fdinfo", "net", "parent")
+    _defaults = {"parent": None}
     pid: int
     ppid: int
     comm: str
@@ -90,15 +148,36 @@ class _Proc:
     map_fds: dict[int, int]
     fdinfo: dict[int, dict[str, str]]
     net: str | None  # "net:[ino]"
-    parent: _Proc | None = None
+    parent: _Proc | None
+
+
+_O_READ = os.O_RDONLY | os.O_CLOEXEC
+_CHUNK = 8192
 
 
 def _read(path: str) -> bytes | None:
+    """A whole /proc file, or None when it is gone or not ours to read.
+
+    os.open/os.read rather than open(): no buffered file object per file, and a small
+    first read (a big one allocates its whole size each time); together a third less
+    time over /proc/*/environ (bench/bench_list.py).
+    """
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:  # gone, a kernel thread, or not ours to read
+        fd = os.open(path, _O_READ)
+    except OSError:
         return None
+    try:
+        data = os.read(fd, _CHUNK)
+        if len(data) == _CHUNK:
+            parts = [data]
+            while more := os.read(fd, 65536):
+                parts.append(more)
+            data = b"".join(parts)
+        return data
+    except OSError:  # ESRCH, EACCES...: the process went, or its memory is not ours
+        return None
+    finally:
+        os.close(fd)
 
 
 def _environ_hits(proc: str) -> dict[int, bytes]:
@@ -250,7 +329,11 @@ class _Scan:
         when = self._born(ticks)
         if when is None:
             return None
-        return datetime.fromtimestamp(int(when), UTC).astimezone().isoformat()
+        # ISO 8601 with the local offset; time.strftime says +0000, ISO's extended form
+        # (and what `new` writes, datetime.isoformat) is +00:00. No datetime: its import
+        # costs every `list`.
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(int(when)))
+        return f"{stamp[:-2]}:{stamp[-2:]}"
 
     def map_info(self, map_id: int):
         """The kernel's MapInfo for a map id; None when we may not ask (not root: EPERM)
@@ -292,17 +375,18 @@ def _env_names(env: dict[str, str]) -> dict[int, list[str]]:
 
 def _session_maps(root: _Proc, scan: _Scan, reg: dict | None) -> list[SessionMap]:
     env_names = _env_names(root.env)
-    reg_names = {m.get("id"): m.get("name") for m in (reg or {}).get("maps", [])
-                 if isinstance(m, dict)}
+    # The registry's record (written from the kernel's answers) saves asking again.
+    known = {m.get("id"): m for m in (reg or {}).get("maps", []) if isinstance(m, dict)}
     maps = []
     for fd in sorted(root.map_fds):
         info = root.fdinfo[fd]
         map_id = root.map_fds[fd]
-        name = reg_names.get(map_id) or scan.map_name(map_id)
-        from_type = int(info.get("map_type", "0"))
+        record = known.get(map_id, {})
+        name = record.get("name") or scan.map_name(map_id)
+        type_ = record.get("type") or _type_name(int(info.get("map_type", "0")))
         maps.append(SessionMap(
             env=env_names.get(fd, []), fd=fd, id=map_id, name=name,
-            type=_type_name(from_type), key_size=int(info.get("key_size", "0")),
+            type=type_, key_size=int(info.get("key_size", "0")),
             value_size=int(info.get("value_size", "0")),
             max_entries=int(info.get("max_entries", "0")),
             memlock=int(info.get("memlock", "0")), frozen=info.get("frozen", "0") != "0",
