@@ -64,9 +64,11 @@ def test_lingering_grandchild_does_not_hold_the_exit(launch, make_map, uds):
     os.kill(lingering, signal.SIGKILL)
 
 
-def test_init_ends_lingering_descendants_after_the_grace(launch, make_map, uds):
+def test_init_ends_lingering_descendants_after_the_grace(launch, make_map, uds, short_tmp):
+    ready = short_tmp / "ready"  # the stubborn one ignores SIGTERM before the command exits
     proc = launch("--init", "imp", uds, "run", "sh", "-c",
-                  "sleep 30 & echo $!; (trap '' TERM; exec sleep 31) & echo $!; exit 6",
+                  f"sleep 30 & echo $!; (trap '' TERM; touch {ready}; exec sleep 31) & "
+                  f"echo $!; while [ ! -e {ready} ]; do sleep 0.01; done; exit 6",
                   env={"BPFSESSION_GRACE": "0.5"})
     send(uds, [make_map()])
     start = time.monotonic()
