@@ -202,7 +202,7 @@ def attach(spec: str, command: list[str] | None) -> int:
     """`bpfsession attach SPEC [run CMD...]`: the command's exit status (128+N on signal)."""
     from bpfsession import discover
 
-    s = discover.find(spec)
+    s = discover.find(spec, quick=True)
     obj, pairs = fetch_maps(s)
     fds = FdSet(fd for _, fd in pairs)
     try:

@@ -532,14 +532,24 @@ def _merge_attached(sessions: list[Session]) -> list[Session]:
     return out
 
 
-def find(spec: str, sessions: list[Session] | None = None) -> Session:
-    """The session named by `spec`: its id, its name, or the pid of any process in it."""
+def find(spec: str, sessions: list[Session] | None = None, *, quick: bool = False) -> Session:
+    """The session named by `spec`: its id, its name, or the pid of any process in it.
+
+    Of several sessions with one name (a supervisor was killed and a new session took its
+    name), the registered one is meant. `quick` (for attach): a registered session named
+    by id or name, or a `tc-PID`, is read from its root alone, without walking all of
+    /proc; its `processes` then hold only the root.
+    """
     if sessions is None:
+        if quick and (found := _find_quick(spec)) is not None:
+            return found
         sessions = scan()
     for s in sessions:
         if s.id == spec:
             return s
     named = [s for s in sessions if s.name == spec]
+    if len(named) > 1:
+        named = [s for s in named if s.registered] or named
     if len(named) == 1:
         return named[0]
     if len(named) > 1:
@@ -554,6 +564,30 @@ def find(spec: str, sessions: list[Session] | None = None) -> Session:
         raise BpfSessionError(f"process {pid} is in no session (see 'bpfsession list')")
     raise BpfSessionError(f"no session {spec!r}: give a name, id or pid from "
                           "'bpfsession list'")
+
+
+def _find_quick(spec: str, proc: str = "/proc", run_dir: str | None = None) -> Session | None:
+    """The session `spec` names, from the registry or a tc-PID; None: scan to know."""
+    live = _live_entries(run_dir)
+    entries = [e for e in live.values() if e["id"] == spec] or \
+        [e for e in live.values() if e.get("name") == spec]
+    if len(entries) == 1:
+        entry = entries[0]
+        root = _read_proc(proc, entry["pid"], None)
+        if root is None:
+            return None
+        return _build(root, [root], _Scan(proc), entry)
+    if entries or not spec.startswith("tc-") or not spec[3:].isdigit():
+        return None
+    root = _read_proc(proc, int(spec[3:]), None)
+    if root is None or root.pid in live or not root.map_fds or "BPF_NUM_MAPS" not in root.env \
+            or "BPFSESSION_ID" in root.env:
+        return None
+    parent = _read_proc(proc, root.ppid, None)
+    if parent is not None and "BPF_NUM_MAPS" in parent.env \
+            and set(parent.map_fds.values()) & set(root.map_fds.values()):
+        return None  # not a root: a descendant of another session
+    return _build(root, [root], _Scan(proc), None)
 
 
 def session_json(s: Session) -> dict:

@@ -119,15 +119,31 @@ def test_descendants_closers_and_odd_comms(sessions, two_maps, sess_tmp):
               'sh -c "exec ${BPF_MAP0}>&- ${BPF_MAP1}>&-; exec sleep 301" & wait')
     s = sessions.tc(two_maps, cmd=("sh", "-c", script))
 
-    def listed():
+    def settled():  # both children started; the closer has exec'd sleep without maps
         got = by_pid(discover_list(sessions), s.root)
-        return got if got and len(got["processes"]) == 2 else None
+        pids = {p["pid"] for p in got["processes"]} if got else set()
+        kids = _children(s.root)
+        if len(kids) != 2 or any(_comm(k) == "sh" for k in kids):
+            return None
+        return got if pids == {s.root, *kids} - {_closer(kids)} else None
 
-    got = wait_for(listed, what="root and one child")
+    got = wait_for(settled, what="root and its map-holding child")
     comms = sorted(p["comm"] for p in got["processes"])
     assert comms == ["a) b (c", "sh"]
     for p in got["processes"]:
         assert set(p["maps"].values()) == set(s.map_ids)
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _closer(kids: list[int]) -> int | None:
+    return next((k for k in kids if _comm(k) == "sleep"), None)
 
 
 def discover_list(sessions) -> list[dict]:
@@ -238,6 +254,34 @@ def test_find_rules():
         discover.find("web", ss)
     with pytest.raises(BpfSessionError, match="process 99 is in no session"):
         discover.find("99", ss)
+    b.registered = True  # a killed supervisor's orphan and a new session share the name
+    assert discover.find("web", ss) is b
+
+
+def test_quick_find_agrees_with_the_scan(sessions, two_maps):
+    new = sessions.new(two_maps, name=uniq("q"), cmd=("sh", "-c", "sleep 300 & wait"))
+    tc = sessions.tc(two_maps, cmd=("sh", "-c", "sleep 300 & wait"))
+    full = discover.scan(run_dir=sessions.run_dir)
+    env = {"BPFSESSION_RUN_DIR": sessions.run_dir}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        for spec in (new.id, new.name, tc.id):
+            quick = discover.find(spec, quick=True)
+            whole = discover.find(spec, full)
+            assert (quick.id, quick.pid, quick.maps, quick.netns, quick.control) == \
+                (whole.id, whole.pid, whole.maps, whole.netns, whole.control)
+            assert [p.pid for p in quick.processes] == [whole.pid]
+        child = _children(tc.root)[0]
+        with pytest.raises(BpfSessionError, match="no session 'tc-"):
+            discover.find(f"tc-{child}", quick=True)  # a descendant is no session's root
+        assert discover.find(str(child), quick=True).id == tc.id
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
 
 
 def test_netns_unnamed_is_a_path(sessions, two_maps):
