@@ -383,16 +383,24 @@ async def test_keyed_table_keeps_cursor_and_screen_offset():
         table.move_cursor(row=100)
         await pilot.pause()
         offset = table.cursor_row - table.scroll_y
-        # Ten rows before it go, five come at the end, one value changes.
+        # Ten rows before it go, five come at the end, one value changes: in place.
         new = {f"k{i}": (f"k{i}", f"v{i}") for i in range(10, 205)}
-        new["k100"] = ("k100", "changed")
+        new["k100"] = ("k100", "new")
+        count = table._update_count
         table.sync(new)
         await pilot.pause()
         await pilot.pause()
         assert table.selected_key == "k100"
         assert table.cursor_row == 90
         assert table.cursor_row - table.scroll_y == offset
-        assert table.get_row_at(90) == ["k100", "changed"]
+        assert table.get_row_at(90) == ["k100", "new"]
+        assert table._update_count - count < 30  # 10 removals, 1 update, 5 additions
+        # A value wider than its column: rebuilt, so every row is drawn at the new width.
+        new["k100"] = ("k100", "a much longer value")
+        table.sync(new)
+        await pilot.pause()
+        assert table.columns["value"].content_width == len("a much longer value")
+        assert table.selected_key == "k100" and table.cursor_row == 90
         # A filter that brings back a row in the middle rebuilds, and still keeps the cursor.
         new = {f"k{i}": (f"k{i}", f"v{i}") for i in range(0, 205)}
         table.sync(new)

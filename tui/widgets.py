@@ -48,13 +48,19 @@ class KeyedTable(DataTable):
         screen_offset = self.cursor_row - round(self.scroll_y)
         kept = [k for k in old if k in new]
         added = [k for k in new if k not in old]
-        removed = len(old) - len(kept)
-        if list(new) == kept + added and removed < REBUILD_AT:
-            self._update_in_place(old, new, kept, added)
+        changes = self._changed_cells(old, new, kept)
+        in_place = (list(new) == kept + added and len(old) - len(kept) < REBUILD_AT
+                    and changes is not None)
+        if in_place:
+            for key in old:
+                if key not in new:
+                    self.remove_row(key)
+            for key, col, value in changes:
+                self.update_cell(key, col, value)
+            for key in added:
+                self.add_row(*new[key], key=key)
         else:
-            self.clear()
-            for key, cells in new.items():
-                self.add_row(*cells, key=key)
+            self._rebuild(new)
         self._shown = dict(new)
         if selected in new:
             index = self.get_row_index(selected)
@@ -62,20 +68,28 @@ class KeyedTable(DataTable):
                 self.move_cursor(row=index, scroll=False)
                 self.call_after_refresh(self._keep_offset, index, screen_offset)
 
-    def _update_in_place(self, old, new, kept, added) -> None:
-        for key in old:
-            if key not in new:
-                self.remove_row(key)
+    def _changed_cells(self, old, new, kept) -> list[tuple[str, str, str]] | None:
+        """(row, column, value) of every cell that changed; None when one no longer fits
+        its column. (DataTable widens a column only after rows were drawn at the old width
+        and keeps those drawn rows cached: a rebuild draws them all afresh.)"""
+        out = []
         for key in kept:
             before, after = old[key], new[key]
             if before == after:
                 continue
             for (col, _), a, b in zip(self._columns, before, after, strict=True):
                 if a != b:
-                    wider = len(b) > self.columns[col].content_width
-                    self.update_cell(key, col, b, update_width=wider)
-        for key in added:
-            self.add_row(*new[key], key=key)
+                    if len(b) > self.columns[col].content_width:
+                        return None
+                    out.append((key, col, b))
+        return out
+
+    def _rebuild(self, new: dict[str, tuple[str, ...]]) -> None:
+        self.clear()
+        for col in self.columns.values():  # let columns shrink to what is shown now
+            col.content_width = len(col.label)
+        for key, cells in new.items():
+            self.add_row(*cells, key=key)
 
     def _keep_offset(self, index: int, screen_offset: int) -> None:
         self.scroll_to(y=max(0, index - screen_offset), animate=False)
