@@ -5,10 +5,12 @@ Sessions (2 maps each): a `bpfsession new` session on the host, one in a netns, 
 `tc exec bpf imp` session. Variants, interleaved round-robin, whole processes:
 
   attach (control socket)      bpfsession attach NEW run true
+    same, plain install        through a plain .pth path (no editable-install finder)
   attach --netns session       bpfsession attach NEW-IN-NETNS run true (enters the netns)
   attach tc (pidfd_getfd)      bpfsession attach tc-PID run true
   python floor                 the venv's interpreter: connect to NEW's control socket,
                                recvmsg the maps, posix_spawn `true` with them, wait
+    floor, plain install       the same from the plain-install interpreter
 
 Goal (issue 3): attach within 1.5x of the floor.
 Usage (as root): .venv/bin/python bench/bench_attach.py [-n RUNS]
@@ -65,6 +67,20 @@ def start(argv: list[str], uds: str, maps: list[int], env: dict) -> subprocess.P
     return proc
 
 
+def plain_install(tmp: str) -> str:
+    """An interpreter that finds bpfsession through a plain .pth path entry, as a regular
+    (non-editable) install would: the dev venv's editable-install finder costs every
+    start about 10 ms (`python -X importtime`). Only the standard library is needed for
+    the commands measured here."""
+    venv = os.path.join(tmp, "plain")
+    base = os.path.realpath(PY)
+    subprocess.run([base, "-m", "venv", "--without-pip", venv], check=True)
+    site = Path(venv, "lib", f"python{sys.version_info.major}.{sys.version_info.minor}",
+                "site-packages")
+    (site / "bpfsession-checkout.pth").write_text(f"{ROOT}\n")
+    return os.path.join(venv, "bin", "python")
+
+
 def timed(argv: list[str], env: dict) -> float:
     t = time.perf_counter()
     subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
@@ -99,11 +115,15 @@ def main() -> int:
         control = next(s["control"] for s in listing if s["name"] == "bench-host")
         tc_id = next(s["id"] for s in listing if s["pid"] == procs[2].pid)
         attach = [PY, "-m", "bpfsession", "attach"]
+        plain = plain_install(tmp)
         table = {
             "attach (control socket)": [*attach, "bench-host", "run", "true"],
+            "  same, plain install": [plain, "-m", "bpfsession", "attach", "bench-host",
+                                      "run", "true"],
             "attach --netns session": [*attach, "bench-ns", "run", "true"],
             "attach tc (pidfd_getfd)": [*attach, tc_id, "run", "true"],
             "python floor": [PY, "-c", FLOOR, control],
+            "  floor, plain install": [plain, "-c", FLOOR, control],
         }
         for argv in table.values():  # warm caches once, unmeasured
             timed(argv, env)

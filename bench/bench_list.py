@@ -7,6 +7,7 @@ Variants, interleaved round-robin so noise hits all alike, whole processes, outp
 /dev/null:
 
   bpfsession list -j     the CLI, every session with its maps and processes
+    same, plain install  the CLI through a plain .pth path (no editable-install finder)
   ps -eo pid,args        procps over the same /proc
   discover.scan()        the same work in this process (no interpreter start)
 
@@ -70,6 +71,20 @@ def start_sessions(n: int, tmp: str, env: dict, maps: list[int]) -> list[subproc
     return procs
 
 
+def plain_install(tmp: str) -> str:
+    """An interpreter that finds bpfsession through a plain .pth path entry, as a regular
+    (non-editable) install would: the dev venv's editable-install finder costs every
+    start about 10 ms (`python -X importtime`). Only the standard library is needed for
+    the commands measured here."""
+    venv = os.path.join(tmp, "plain")
+    base = os.path.realpath(PY)
+    subprocess.run([base, "-m", "venv", "--without-pip", venv], check=True)
+    site = Path(venv, "lib", f"python{sys.version_info.major}.{sys.version_info.minor}",
+                "site-packages")
+    (site / "bpfsession-checkout.pth").write_text(f"{ROOT}\n")
+    return os.path.join(venv, "bin", "python")
+
+
 def timed(argv: list[str], env: dict) -> float:
     start = time.perf_counter()
     subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
@@ -121,8 +136,10 @@ def main() -> int:
         mine = [s for s in found if s["pid"] in ours or s["supervisor"] in ours]
         if len(mine) != args.sessions:
             raise RuntimeError(f"list found {len(mine)} of our {args.sessions} sessions")
+        plain = plain_install(tmp)
         table = {
             "bpfsession list -j": [PY, "-m", "bpfsession", "list", "-j"],
+            "  same, plain install": [plain, "-m", "bpfsession", "list", "-j"],
             "ps -eo pid,args": ["ps", "-eo", "pid,args"],
         }
         for argv in table.values():  # warm caches once, unmeasured
