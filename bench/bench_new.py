@@ -39,7 +39,7 @@ FLOOR = ("import socket,sys;s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM);"
 
 
 def variants(ns: str) -> dict[str, list[str]]:
-    new = [PY, "-m", "bpfsession", "new"]
+    new = [str(ROOT / ".venv" / "bin" / "bpfsession"), "new"]  # the console script users run
     return {
         "bpfsession new --netns": [*new, "--netns", ns, "imp", "{uds}", "run", "true"],
         "bpfsession new": [*new, "imp", "{uds}", "run", "true"],

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
-from dataclasses import dataclass
+from collections import namedtuple
 
 from bpfsession.errors import KernelError
 
@@ -199,12 +198,13 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 _syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint]
-_nr_bpf = _NR_BPF.get(platform.machine())
+_machine = os.uname().machine  # not `platform`: it costs start-up time
+_nr_bpf = _NR_BPF.get(_machine)
 
 
 def _bpf(cmd: int, attr: ctypes.Structure, detail: str = "") -> int:
     if _nr_bpf is None:
-        raise KernelError(38, "bpf", f"no bpf(2) syscall number known for {platform.machine()}")
+        raise KernelError(38, "bpf", f"no bpf(2) syscall number known for {_machine}")
     ret = _syscall(_nr_bpf, cmd, ctypes.addressof(attr), ctypes.sizeof(attr))
     if ret < 0:
         raise KernelError(ctypes.get_errno(), _CMD_NAMES.get(cmd, f"bpf cmd {cmd}"), detail)
@@ -230,33 +230,18 @@ def _caddr(data: bytes | bytearray | None) -> tuple[int, object]:
     return ctypes.addressof(buf), buf
 
 
-@dataclass(frozen=True)
-class MapInfo:
-    id: int
-    type: int
-    key_size: int
-    value_size: int
-    max_entries: int
-    flags: int
-    name: str
-    btf_id: int
-    btf_key_type_id: int
-    btf_value_type_id: int
-    map_extra: int
-    ifindex: int
+# Named tuples, not dataclasses: `dataclasses` costs start-up time (it imports inspect).
+class MapInfo(namedtuple("MapInfo", "id type key_size value_size max_entries flags name btf_id "
+                                    "btf_key_type_id btf_value_type_id map_extra ifindex")):
+    __slots__ = ()
 
     @property
     def type_name(self) -> str:
         return type_name(MAP_TYPE_NAMES, self.type)
 
 
-@dataclass(frozen=True)
-class ProgInfo:
-    id: int
-    type: int
-    name: str
-    tag: str
-    map_ids: tuple[int, ...]
+class ProgInfo(namedtuple("ProgInfo", "id type name tag map_ids")):
+    __slots__ = ()
 
     @property
     def type_name(self) -> str:
