@@ -36,7 +36,16 @@ def bpfsession(*args: str, check: bool = False, **kw) -> subprocess.CompletedPro
 
 
 def open_fds(pid: int | str = "self") -> set[int]:
-    return {int(n) for n in os.listdir(f"/proc/{pid}/fd")}
+    """The process's open fds, without the one listdir itself held while reading them."""
+    base = f"/proc/{pid}/fd"
+    fds = set()
+    for n in os.listdir(base):
+        try:
+            os.readlink(f"{base}/{n}")
+        except OSError:
+            continue  # closed meanwhile: listdir's own fd, or a vanished one
+        fds.add(int(n))
+    return fds
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
