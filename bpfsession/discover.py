@@ -444,9 +444,11 @@ def _build(root: _Proc, members: list[_Proc], scan: _Scan, reg: dict | None) -> 
         uid = root.uid
     reg = reg or {}
     sup = reg.get("supervisor")
+    if not isinstance(sup, int) or sup <= 0 or sup == root.pid:
+        sup = None  # `new --exec`: the command is its own registrant, nobody supervises
     return Session(
-        id=sid, name=name, pid=root.pid, supervisor=sup if isinstance(sup, int) and sup > 0
-        else None, uid=uid, netns=netns, netns_path=netns_path, obj=obj, command=command,
+        id=sid, name=name, pid=root.pid, supervisor=sup, uid=uid, netns=netns,
+        netns_path=netns_path, obj=obj, command=command,
         started=started, maps=_session_maps(root, scan, reg or None),
         processes=[_process(p) for p in members], registered=bool(reg),
         control=reg.get("control"), allow_uids=[int(u) for u in reg.get("allow_uids", [])],

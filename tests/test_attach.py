@@ -10,6 +10,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -274,3 +275,44 @@ def test_fetch_maps_owns_nothing_it_returns_and_leaks_nothing(sessions, two_maps
                 os.close(fd)
     assert open_fds() == before
     assert open_fds(new.supervisor) == sup_before
+
+
+def test_exec_mode_session_is_registered_without_supervisor(sessions, two_maps):
+    """`new --exec` registers the command itself: listed as registered, no supervisor,
+    attach takes the maps with pidfd_getfd."""
+    s = sessions.new(two_maps, name=uniq("x"), flags=("--exec",))
+    got = by_pid(sessions.list_json(), s.root)
+    assert got["id"] == s.id and got["registered"] and got["supervisor"] is None
+    assert got["control"] is None
+    seen = run_agent(sessions, s.name)
+    assert seen["ids"] == {"3": s.map_ids[0], "4": s.map_ids[1]}
+    # Nobody is left to remove the entry when the command ends: the next scan prunes it.
+    s.launcher.terminate()
+    s.launcher.wait(10)
+    assert by_pid(sessions.list_json(), s.root) is None
+    assert os.listdir(sessions.run_dir) == []
+
+
+def test_interactive_shell_on_a_terminal(sessions, two_maps):
+    """A real pty: the shell gets the terminal, Ctrl-C reaches the foreground job, not
+    attach; `exit 3` is attach's status."""
+    import pexpect
+
+    s = sessions.tc(two_maps)
+    env = {**sessions.env, "SHELL": "/bin/sh", "PS1": "att$ "}
+    child = pexpect.spawn(BPFSESSION[0], [*BPFSESSION[1:], "attach", s.id], env=env,
+                          cwd=str(ROOT), encoding="utf-8", timeout=20)
+    try:
+        child.expect_exact("att$ ")
+        child.sendline('echo "maps=$BPF_NUM_MAPS id=$BPFSESSION_ID"')
+        child.expect_exact(f"maps=2 id={s.id}")
+        child.expect_exact("att$ ")
+        child.sendline("sleep 30")
+        time.sleep(0.5)
+        child.sendintr()
+        child.expect_exact("att$ ")
+        child.sendline("exit 3")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 3
