@@ -102,6 +102,7 @@ def _connect(sock: socket.socket, path: str) -> None:
 
 
 def _receive_control(sock: socket.socket, s: Session):
+    """The maps the supervisor sends until it hangs up; None when it sent nothing."""
     got = FdSet()
     entries: list[wire.MapEntry] = []
     first: wire.Header | None = None
@@ -121,10 +122,11 @@ def _receive_control(sock: socket.socket, s: Session):
                 raise BpfSessionError(f"session {s.name}'s supervisor sent a bad hand-off "
                                       f"(total {header.total} after {first.total})")
             entries.extend(new)
-        if first is None or len(entries) != first.total:
-            have = 0 if first is None else first.total
+        if first is None:
+            return None  # hung up at once: it is exiting (its session is ending)
+        if len(entries) != first.total:
             raise BpfSessionError(f"session {s.name}'s supervisor sent {len(entries)} of "
-                                  f"{have} maps and hung up; try again")
+                                  f"{first.total} maps and hung up; try again")
         fds = got.release()
     return first.obj, list(zip(entries, fds, strict=True))
 
