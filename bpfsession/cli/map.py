@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from bpfsession.cli import RawFormatter
+
 VERBS = {
     "show": ("show a map's kind, sizes and flags (no MAP: the session's maps)", "[MAP]"),
     "dump": ("print every entry", "MAP"),
@@ -41,7 +43,7 @@ STATUS_NOT_FOUND = 254
 def register(sub) -> None:
     p = sub.add_parser("map", help="show, dump, look up, update, delete or pin a map",
                        description="Read and write BPF maps, the bpftool way.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EPILOG, formatter_class=RawFormatter)
     verbs = p.add_subparsers(dest="map_verb", metavar="VERB")
     verbs.required = True
     for verb, (text, usage) in VERBS.items():
@@ -49,7 +51,7 @@ def register(sub) -> None:
                              usage=f"bpfsession map {verb} {usage} [-j] [-p]"
                                    + (" [--key-type T] [--value-type T]"
                                       if verb not in ("show", "pin") else ""),
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+                             formatter_class=RawFormatter)
         v.add_argument("-j", "--json", action="store_true", help="JSON output, as bpftool -j")
         v.add_argument("-p", "--pretty", action="store_true", help="pretty JSON (implies -j)")
         if verb not in ("show", "pin"):
