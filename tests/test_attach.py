@@ -4,6 +4,7 @@ its own /proc (fds, fdinfo map ids, netns)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -262,6 +263,7 @@ def test_fetch_maps_owns_nothing_it_returns_and_leaks_nothing(sessions, two_maps
     tc = sessions.tc(two_maps)
     listing = discover.scan(run_dir=sessions.run_dir)
     sup_before = open_fds(new.supervisor)
+    gc.collect()  # earlier tests' Popen pipes, closed by the collector mid-test, are not ours
     before = open_fds()
     for started in (new, tc):
         for _ in range(5):
