@@ -11,6 +11,8 @@ from bpfsession.kernel import bpf
 from tests.conftest import attach_tc
 from tests.helpers import bpfsession, parse_show_maps, run, tc_exec_receiver, uniq
 
+pytest_plugins = ["tests.sessions_fixtures"]
+
 
 def _send_into_tc_exec(uds: str, *args: str) -> tuple[int, dict[str, int], str]:
     proc = tc_exec_receiver(uds)
@@ -142,3 +144,18 @@ def test_send_unknown_netns(uds):
     assert res.returncode != 0
     assert "no-such-ns-x" in res.stderr
     assert not os.path.exists("/run/netns/no-such-ns-x")  # never created
+
+
+@pytest.mark.parametrize("kind", ["new", "tc"])
+def test_send_session_reexports_into_tc_exec(uds, sessions, two_maps, kind):
+    """A live session's maps, taken from it (control socket or pidfd_getfd), handed on."""
+    started = sessions.new(two_maps, obj="reexp") if kind == "new" else sessions.tc(two_maps)
+    proc = tc_exec_receiver(uds)
+    res = sessions.cli("send", uds, "-j", "--session", started.id)
+    out, err = proc.communicate(timeout=10)
+    assert res.returncode == 0, res.stderr
+    num, ids = parse_show_maps(out)
+    assert num == 2
+    assert ids == {"BPF_MAP0": started.map_ids[0], "BPF_MAP1": started.map_ids[1]}
+    if kind == "new":
+        assert json.loads(res.stdout)["obj"] == "reexp"
