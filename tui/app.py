@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from textual import work
 from textual.app import App, SuspendNotSupported, SystemCommand
@@ -34,21 +35,21 @@ QUICK_FAILURE = 2.0  # seconds: an attach that failed sooner never ran its shell
 
 @dataclass
 class RefreshStats:
-    """What the last refreshes cost: the scan (worker thread) and its display (UI thread)."""
+    """What the last refreshes cost (seconds): the scan and row formatting in the worker
+    thread, and the table update on the UI thread. Read by bench/bench_tui.py."""
 
     scans: int = 0
     sessions: int = 0
-    scan_seconds: float = 0.0  # the last scan
-    apply_seconds: float = 0.0  # the last update of the table, on the UI thread
-    scan_total: float = 0.0
-    apply_total: float = 0.0
+    scan_history: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    cpu_history: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    apply_history: deque[float] = field(default_factory=lambda: deque(maxlen=100))
 
-    def record(self, scan: float, apply: float, sessions: int) -> None:
+    def record(self, scan: float, cpu: float, apply: float, sessions: int) -> None:
         self.scans += 1
         self.sessions = sessions
-        self.scan_seconds, self.apply_seconds = scan, apply
-        self.scan_total += scan
-        self.apply_total += apply
+        self.scan_history.append(scan)
+        self.cpu_history.append(cpu)
+        self.apply_history.append(apply)
 
 
 def pick_theme(env: Mapping[str, str], known: Iterable[str]) -> str:

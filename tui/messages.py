@@ -20,7 +20,8 @@ class SessionsScanned(Message):
 
     sessions: list[Session]
     rows: dict[str, SessionRow]  # session id -> row, in discovery order
-    scan_seconds: float
+    scan_seconds: float  # wall clock, scan and formatting
+    cpu_seconds: float  # the worker thread's CPU time for the same
 
 
 @dataclass

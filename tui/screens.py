@@ -89,7 +89,7 @@ class MainScreen(Screen):
         worker = get_current_worker()
         source = self.app.source
         while not worker.is_cancelled:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 sessions = source.scan()
             except BpfSessionError as err:
@@ -97,7 +97,8 @@ class MainScreen(Screen):
             else:
                 formatted = rows.session_rows(sessions, source.now())
                 self.post_message(SessionsScanned(sessions, formatted,
-                                                  time.perf_counter() - start))
+                                                  time.perf_counter() - start,
+                                                  time.thread_time() - cpu))
             if self.ticker.interval is None:
                 return
             self.ticker.wait()
@@ -109,7 +110,8 @@ class MainScreen(Screen):
         self._last_error = None
         self._update_netns_choices()
         self._apply_filter()
-        self.app.stats.record(msg.scan_seconds, time.perf_counter() - start, len(msg.rows))
+        self.app.stats.record(msg.scan_seconds, msg.cpu_seconds, time.perf_counter() - start,
+                              len(msg.rows))
 
     def on_scan_failed(self, msg: ScanFailed) -> None:
         if msg.hint != self._last_error:  # once, not every second
