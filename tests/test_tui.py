@@ -204,7 +204,15 @@ async def test_map_view_is_btf_typed_and_live(tc_session, tc_counter):
         first = await until(pilot, packets, what="a typed proto_stats entry")
         assert "BTF-typed" in str(app.screen.query_one("#map-status").render())
         send_udp(tc_counter.veth.ns_ip, count=4)
-        await until(pilot, lambda: packets() >= first + 4, what="the counter to move live")
+        second = await until(pilot, lambda: packets() >= first + 4 and packets(),
+                             what="the counter to move live")
+        await pilot.press("space")  # pause: the view holds still while packets come
+        assert "paused" in str(app.screen.query_one("#map-status").render())
+        send_udp(tc_counter.veth.ns_ip, count=2)
+        await pilot.pause(4 * FAST)
+        assert packets() == second
+        await pilot.press("space")
+        await until(pilot, lambda: packets() >= second + 2, what="the refresh to resume")
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
 

@@ -283,6 +283,7 @@ class MapScreen(Screen):
         self.paused = False
         self.ticker = Ticker(self.app.interval)
         self._last_error: str | None = None
+        self._status = "reading…"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -323,26 +324,28 @@ class MapScreen(Screen):
         what = f"first {n} entries (the map holds more)" if got.more else f"{n} entries"
         how = "BTF-typed" if got.typed else "hex (no BTF)"
         notes = "".join(f"  ·  {note}" for note in got.notes)
-        self.query_one("#map-status", Static).update(f"{what}  ·  {how}{notes}"
-                                                      f"{'  ·  paused' if self.paused else ''}")
+        self._status = f"{what}  ·  {how}{notes}"
+        self._show_status()
+
+    def _show_status(self) -> None:
+        paused = "  ·  paused (space resumes)" if self.paused else ""
+        self.query_one("#map-status", Static).update(self._status + paused)
 
     def on_map_read_failed(self, msg: MapReadFailed) -> None:
         if msg.hint != self._last_error:
             self.app.notify(msg.hint, title=f"Map {msg.map_id}", severity="error")
         self._last_error = msg.hint
-        self.query_one("#map-status", Static).update(msg.hint)
+        self._status = msg.hint
+        self._show_status()
 
     def action_dump(self) -> None:
         self.app.ask_dump(self.session, self.map)
 
     def action_pause(self) -> None:
         self.paused = not self.paused
-        status = self.query_one("#map-status", Static)
-        self.notify("live refresh paused" if self.paused else "live refresh resumed",
-                    title=f"Map {self.map.id}")
+        self._show_status()
         if not self.paused:
             self.ticker.hurry()
-        status.refresh()
 
 
 class PromptScreen(ModalScreen[str | None]):
