@@ -83,8 +83,7 @@ class BpfSessionApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "bpfsession"
 
-    def __init__(self, data: source.LiveSource | source.FixedSource | None = None,
-                 interval: float | None = 1.0):
+    def __init__(self, data: source.Source | None = None, interval: float | None = 1.0):
         super().__init__()
         self.source = data or source.LiveSource()
         self.interval = interval

@@ -62,6 +62,7 @@ class MainScreen(Screen):
         self.ticker = Ticker(self.app.interval)
         self._shown_session: Session | None = None
         self._last_error: str | None = None
+        self._choices: list[tuple[str, str]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -126,7 +127,7 @@ class MainScreen(Screen):
     def _update_netns_choices(self) -> None:
         select = self.query_one("#netns", Select)
         choices = rows.netns_choices(self.rows)
-        if choices == getattr(self, "_choices", None):
+        if choices == self._choices:
             return
         self._choices = choices
         current = select.value

@@ -12,12 +12,26 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bpfsession.discover import Session, SessionMap
 from bpfsession.errors import BpfSessionError
 from tui.rows import MapRows, map_title
 
 ENTRY_LIMIT = 100  # entries the map view shows
+
+
+class Source(Protocol):
+    """What the app asks of its data. Workers call these, except alive(): the UI thread
+    asks it right before handing the terminal over, so it must stay a cheap check."""
+
+    def scan(self) -> list[Session]: ...
+    def now(self) -> float: ...
+    def read_map(self, session: Session, m: SessionMap, limit: int = ENTRY_LIMIT) \
+        -> MapRows: ...
+    def dump_map(self, m: SessionMap, path: str) -> str: ...
+    def end(self, s: Session) -> str: ...
+    def alive(self, s: Session) -> bool: ...
 
 
 class LiveSource:
