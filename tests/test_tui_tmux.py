@@ -1,6 +1,6 @@
 """`bpfsession tui` once in a real terminal: tmux at 120x40, driven with send-keys.
 
-A private tmux server (-L) per test, killed at the end; `pipe-pane` records everything the
+A private tmux server (-S) per test, killed at the end; `pipe-pane` records everything the
 terminal was sent, so what the attached shell printed can be checked after the TUI has
 redrawn over it.
 """
@@ -19,13 +19,16 @@ pytest_plugins = ["tests.tui_fixtures"]
 
 
 class Tmux:
-    def __init__(self, log: Path):
+    def __init__(self, tmp: Path):
         self.server = uniq("bstui")
         self.target = f"{self.server}:0"
-        self.log = log
+        self.log = tmp / "pane.log"
+        # A private server whose socket lives (and is removed) with the test's directory;
+        # `-L NAME` would leave /tmp/tmux-UID/NAME behind after kill-server.
+        self.socket = str(tmp / "tmux.sock")
 
     def tmux(self, *args: str) -> str:
-        res = subprocess.run(["tmux", "-L", self.server, *args], capture_output=True,
+        res = subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True,
                              text=True, timeout=10)
         assert res.returncode == 0, res.stderr
         return res.stdout
@@ -58,16 +61,16 @@ class Tmux:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "-L", self.server, "has-session"],
+        return subprocess.run(["tmux", "-S", self.socket, "has-session"],
                               capture_output=True).returncode == 0
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True)
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
 
 
 @pytest.fixture
 def tmux(short_tmp):
-    t = Tmux(short_tmp / "pane.log")
+    t = Tmux(short_tmp)
     yield t
     t.kill()
 
