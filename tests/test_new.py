@@ -175,6 +175,29 @@ def test_exec_failure_is_one_line_127(launch, make_map, uds, run_dir):
     assert os.listdir(run_dir) == []
 
 
+def test_path_search_like_execvp(launch, make_map, uds, short_tmp):
+    """A non-executable match earlier in PATH does not hide a runnable one later; when
+    only non-executable ones exist, that error (126) wins over ENOENT (execvp(3))."""
+    early, late = short_tmp / "early", short_tmp / "late"
+    early.mkdir()
+    late.mkdir()
+    (early / "bstool").write_text("#!/bin/sh\necho early\n")  # not executable
+    (late / "bstool").write_text("#!/bin/sh\necho late $BPF_NUM_MAPS\n")
+    (late / "bstool").chmod(0o755)
+    path = f"{short_tmp}/missing:{early}:{late}:/usr/bin:/bin"
+    proc = launch("imp", uds, "run", "bstool", env={"PATH": path})
+    send(uds, [make_map()])
+    status, out, err = finish(proc)
+    assert (status, out) == (0, "late 1\n"), err
+
+    (late / "bstool").chmod(0o644)
+    proc = launch("imp", uds, "run", "bstool", env={"PATH": path})
+    send(uds, [make_map()])
+    status, out, err = finish(proc)
+    assert status == 126
+    assert err == "bpfsession: cannot run 'bstool': Permission denied\n"
+
+
 def test_environment_configures_and_flags_win(launch, make_map, netns, short_tmp, run_dir):
     path = str(short_tmp / "env-uds")
     env = {"BPFSESSION_IMPORT": path, "BPFSESSION_NETNS": netns, "BPFSESSION_NAME": "envname",

@@ -1,87 +1,31 @@
 """The command line: arguments in, one result out (text or -j JSON), errors as one line.
 
-Each verb lives in its own module with `register(subparsers)`; heavy imports happen
-inside the handlers, so `bpfsession --help` and `map` calls start fast.
+Each verb lives in its own module with `register(subparsers)` (the grammar is assembled in
+cli/parser.py); heavy imports happen inside the handlers, so calls start fast.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import os
 import sys
 
 from bpfsession.errors import BpfSessionError
 
-# verb -> module providing register(); like bpftool's literal command table.
-COMMANDS = {
-    "new": "bpfsession.cli.new",
-    "send": "bpfsession.cli.send",
-    "list": "bpfsession.cli.sessions",
-    "show": "bpfsession.cli.sessions",
-    "attach": "bpfsession.cli.sessions",
-    "map": "bpfsession.cli.map",
-    "tui": "bpfsession.cli.tui",
-}
-COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
+
+def build_parser(verb: str | None = None):
+    """The whole grammar (argparse); also the source of the man page and completion."""
+    from bpfsession.cli.parser import build_parser as build
+
+    return build(verb)
 
 
-class Formatter(argparse.HelpFormatter):
-    """argparse's formatter without its `import shutil` (bz2, lzma, fnmatch: ~2 ms of every
-    start, since add_argument builds a formatter): the width from $COLUMNS or the tty."""
+def parse_args(argv: list[str]):
+    if argv and argv[0] == "new":
+        from bpfsession.cli.new import fast_parse
 
-    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
-        if width is None:
-            try:
-                width = int(os.environ["COLUMNS"])
-            except (KeyError, ValueError):
-                try:
-                    width = os.get_terminal_size().columns
-                except OSError:
-                    width = 80
-            width -= 2
-        super().__init__(prog, indent_increment, max_help_position, width)
-
-
-class RawFormatter(Formatter, argparse.RawDescriptionHelpFormatter):
-    """Formatter for epilogs with examples laid out by hand."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line `bpfsession: ...` errors (exit 2) instead of a usage dump."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", Formatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        prog = self.prog.replace("bpfsession", "").strip()
-        hint = f" (see 'bpfsession {prog} --help')" if prog else " (see 'bpfsession --help')"
-        sys.stderr.write(f"bpfsession: {message}{hint}\n")
-        raise SystemExit(2)
-
-
-def build_parser(verb: str | None = None) -> Parser:
-    """The whole grammar; also the source of the man page and completion.
-
-    With `verb`, only the module of that verb registers: the same grammar for that
-    command, without building every other one on a start-up path that is measured.
-    """
-    parser = Parser(prog="bpfsession",
-                    description="Hand eBPF map fds to supervised shells and agents.")
-    parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    sub.required = True
-    modules = (COMMANDS[verb],) if verb in COMMANDS else COMMAND_MODULES
-    for name in modules:
-        importlib.import_module(name).register(sub)
-    return parser
-
-
-def _version() -> str:
-    from bpfsession import __version__
-
-    return f"bpfsession {__version__}"
+        args = fast_parse(argv[1:])
+        if args is not None:
+            return args
+    return build_parser(argv[0] if argv else None).parse_args(argv)
 
 
 def report_error(err: BpfSessionError, as_json: bool) -> None:
@@ -96,7 +40,7 @@ def report_error(err: BpfSessionError, as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    args = build_parser(argv[0] if argv else None).parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.func(args) or 0
     except BpfSessionError as err:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from bpfsession.cli import RawFormatter
+from bpfsession.cli.parser import RawFormatter
 
 VERBS = {
     "show": ("show a map's kind, sizes and flags (no MAP: the session's maps)", "[MAP]"),

@@ -8,7 +8,6 @@ Flags win over the environment.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -18,6 +17,8 @@ _FOREVER = 1e9  # seconds (31 years): a --timeout this long is no timeout
 
 
 def register(sub) -> None:
+    import argparse
+
     p = sub.add_parser("new", help="receive map fds on UDS and run a shell or command with them",
                        usage="bpfsession new [options] (imp|import) UDS [run CMD [ARG...]]",
                        description="Wait for maps on the unix datagram socket UDS (iproute2's "
@@ -40,6 +41,60 @@ def register(sub) -> None:
                    help="set no_new_privs for the command")
     p.add_argument("rest", nargs=argparse.REMAINDER, metavar="(imp|import) UDS [run CMD...]")
     p.set_defaults(func=run)
+
+
+# The options of `new` for fast_parse: option -> (dest, kind). tests/test_cli_new_fast.py
+# checks them against the argparse grammar above, so the two cannot drift apart.
+_FAST_OPTIONS = {
+    "--name": ("name", str), "--netns": ("netns", str), "--timeout": ("timeout", float),
+    "--allow-uid": ("allow_uid", int), "--keep-caps": ("keep_caps", str),
+    "--exec": ("exec_", bool), "--init": ("init", bool), "--no-new-privs": ("no_new_privs", bool),
+}
+
+
+def fast_parse(argv: list[str]):
+    """`new`'s arguments without argparse (a start-up cost `new` is measured on), or None.
+
+    It reads only the plain forms (`--opt VALUE`, `--opt=VALUE`, flags, then the
+    positional rest) and answers None for anything else (`-h`, abbreviations, `--`, a bad
+    number, a missing value), which argparse then parses, errors and all. Where it
+    answers, the result equals argparse's Namespace attribute for attribute.
+    """
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(command="new", func=run, name=None, netns=None, timeout=None,
+                           allow_uid=[], exec_=False, init=False, keep_caps=None,
+                           no_new_privs=False, rest=[])
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if not word.startswith("-"):
+            args.rest = argv[i:]
+            break
+        option, eq, value = word.partition("=")
+        if option not in _FAST_OPTIONS:
+            return None
+        dest, kind = _FAST_OPTIONS[option]
+        i += 1
+        if kind is bool:
+            if eq:
+                return None
+            setattr(args, dest, True)
+            continue
+        if not eq:
+            if i >= len(argv) or argv[i].startswith("-"):
+                return None
+            value = argv[i]
+            i += 1
+        try:
+            value = kind(value)
+        except ValueError:
+            return None
+        if dest == "allow_uid":
+            args.allow_uid.append(value)
+        else:
+            setattr(args, dest, value)
+    return args
 
 
 def parse_rest(rest: list[str], env_uds: str | None) -> tuple[str, list[str] | None]:
