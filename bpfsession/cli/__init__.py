@@ -6,9 +6,14 @@ cli/parser.py); heavy imports happen inside the handlers, so calls start fast.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 from bpfsession.errors import BpfSessionError
+
+# Verbs whose plain argument forms are parsed without argparse (see fast_parse there).
+_FAST = {"new": "bpfsession.cli.new", "list": "bpfsession.cli.sessions",
+         "show": "bpfsession.cli.sessions", "attach": "bpfsession.cli.sessions"}
 
 
 def build_parser(verb: str | None = None):
@@ -19,10 +24,8 @@ def build_parser(verb: str | None = None):
 
 
 def parse_args(argv: list[str]):
-    if argv and argv[0] == "new":
-        from bpfsession.cli.new import fast_parse
-
-        args = fast_parse(argv[1:])
+    if argv and argv[0] in _FAST:
+        args = importlib.import_module(_FAST[argv[0]]).fast_parse(argv[0], argv[1:])
         if args is not None:
             return args
     return build_parser(argv[0] if argv else None).parse_args(argv)

@@ -52,7 +52,7 @@ _FAST_OPTIONS = {
 }
 
 
-def fast_parse(argv: list[str]):
+def fast_parse(verb: str, argv: list[str]):
     """`new`'s arguments without argparse (a start-up cost `new` is measured on), or None.
 
     It reads only the plain forms (`--opt VALUE`, `--opt=VALUE`, flags, then the

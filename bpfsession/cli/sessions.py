@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 
 
 def register(sub) -> None:
+    import argparse
+
     p = sub.add_parser("list", help="list live sessions")
     p.add_argument("-j", "--json", action="store_true", help="JSON output")
     p.add_argument("--watch", nargs="?", type=float, const=1.0, metavar="SECONDS",
@@ -24,6 +24,26 @@ def register(sub) -> None:
     p.add_argument("session", metavar="SESSION")
     p.add_argument("rest", nargs=argparse.REMAINDER, metavar="run CMD...")
     p.set_defaults(func=run_attach)
+
+
+def fast_parse(verb: str, argv: list[str]):
+    """The plain forms of `list [-j]`, `show SESSION [-j]` and `attach SESSION [run ...]`
+    without argparse (start-up is measured against ps and a bare-Python floor), or None
+    for anything else, which argparse then parses. tests/test_cli_fast.py checks that the
+    answers equal argparse's."""
+    from types import SimpleNamespace
+
+    words = [w for w in argv if w not in ("-j", "--json")]
+    if verb == "list" and not words:
+        return SimpleNamespace(command="list", func=run_list, json=bool(argv), watch=None)
+    if verb == "show" and len(words) == 1 and not words[0].startswith("-"):
+        return SimpleNamespace(command="show", func=run_show, json=len(argv) > 1,
+                               session=words[0])
+    if verb == "attach" and argv and not argv[0].startswith("-") and \
+            (len(argv) == 1 or argv[1] == "run"):
+        return SimpleNamespace(command="attach", func=run_attach, session=argv[0],
+                               rest=argv[1:])
+    return None
 
 
 # ---- list --------------------------------------------------------------------------------
@@ -69,6 +89,8 @@ def _print_list(sessions, as_json: bool, lines: bool = False) -> None:
 
     if as_json:
         doc = [discover.session_json(s) for s in sessions]
+        import json
+
         print(json.dumps(doc) if lines else json.dumps(doc, indent=2))
         return
     rows = [("ID", "NAME", "PID", "SUPERVISOR", "NETNS", "OBJ", "MAPS", "PROCS", "STARTED")]
@@ -102,6 +124,8 @@ def run_show(args) -> int:
 
     s = discover.find(args.session)
     if args.json:
+        import json
+
         print(json.dumps(discover.session_json(s), indent=2))
         return 0
     _print_session(s)

@@ -1,10 +1,10 @@
-"""`new`'s argparse-free fast path parses exactly as the argparse grammar does."""
+"""The argparse-free fast paths (new, list, show, attach) parse exactly as the grammar does."""
 
 from __future__ import annotations
 
 import pytest
 
-from bpfsession.cli import build_parser
+from bpfsession.cli import build_parser, sessions
 from bpfsession.cli.new import _FAST_OPTIONS, fast_parse
 
 SAME = [
@@ -26,14 +26,14 @@ FALLBACK = [
 
 @pytest.mark.parametrize("argv", SAME)
 def test_fast_path_equals_argparse(argv):
-    fast = fast_parse(argv)
+    fast = fast_parse("new", argv)
     assert fast is not None
     assert vars(fast) == vars(build_parser("new").parse_args(["new", *argv]))
 
 
 @pytest.mark.parametrize("argv", FALLBACK)
 def test_anything_unusual_goes_to_argparse(argv):
-    assert fast_parse(argv) is None
+    assert fast_parse("new", argv) is None
 
 
 def test_fast_options_are_the_grammars_options():
@@ -41,3 +41,25 @@ def test_fast_options_are_the_grammars_options():
     grammar = {opt: action.dest for action in new._actions for opt in action.option_strings
                if opt.startswith("--") and opt != "--help"}
     assert grammar == {opt: dest for opt, (dest, _) in _FAST_OPTIONS.items()}
+
+
+SESSIONS_SAME = [
+    ["list"], ["list", "-j"], ["list", "--json"], ["show", "s1"], ["show", "-j", "42"],
+    ["show", "s1", "--json"], ["attach", "s1"], ["attach", "tc-9", "run", "sh", "-c", "x -j"],
+]
+SESSIONS_FALLBACK = [
+    ["list", "--watch"], ["list", "--watch", "2", "-j"], ["list", "x"], ["show"],
+    ["show", "a", "b"], ["show", "-h"], ["attach"], ["attach", "-h"], ["attach", "s", "-x"],
+]
+
+
+@pytest.mark.parametrize("argv", SESSIONS_SAME)
+def test_sessions_fast_path_equals_argparse(argv):
+    fast = sessions.fast_parse(argv[0], argv[1:])
+    assert fast is not None
+    assert vars(fast) == vars(build_parser(argv[0]).parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", SESSIONS_FALLBACK)
+def test_sessions_unusual_goes_to_argparse(argv):
+    assert sessions.fast_parse(argv[0], argv[1:]) is None
