@@ -472,12 +472,7 @@ class ControlServer:
 
     def close(self) -> None:
         self.sock.close()
-        try:
-            st = os.lstat(self.path)
-            if (st.st_dev, st.st_ino) == self._ident:
-                os.unlink(self.path)
-        except OSError:
-            pass
+        wire.remove_socket_file(self.path, self._ident)
 
 
 def supervise(child: int, sigpipe: init.SignalPipe, control: ControlServer | None,

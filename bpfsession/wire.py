@@ -200,18 +200,24 @@ class Listener:
             return
         self.sock.close()
         self.sock = None
-        try:
-            st = os.lstat(self.path)
-            if (st.st_dev, st.st_ino) == self._ident:
-                os.unlink(self.path)
-        except OSError:
-            pass
+        remove_socket_file(self.path, self._ident)
 
     def __enter__(self) -> Listener:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def remove_socket_file(path: str, ident: tuple[int, int] | None) -> None:
+    """Unlink `path` only while it is still the socket we bound (st_dev, st_ino), never a
+    file somebody has put there since."""
+    try:
+        st = os.lstat(path)
+        if (st.st_dev, st.st_ino) == ident:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 class Datagram(namedtuple("Datagram", "data fds flags cred bad_cmsg", defaults=("",))):

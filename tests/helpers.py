@@ -134,3 +134,28 @@ def tc_exec_receiver(uds: str, script: str = SHOW_MAPS, netns: str | None = None
         proc.communicate()
         raise
     return proc
+
+
+NOBODY = 65534
+
+
+def send_as_nobody(uds: str, obj: str, fd: int) -> int:
+    """Send one map from a forked child running as uid/gid 65534; the child's pid.
+
+    The receiver's socket is 0600 and its directory private: the caller opens both up
+    first, so that the datagram arrives at all and the receiver has to refuse it.
+    """
+    from bpfsession import wire
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        status = 1
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            wire.send_maps(uds, obj, [(wire.MapEntry(id=0), fd)])
+            status = 0
+        finally:
+            os._exit(status)
+    assert os.waitpid(pid, 0)[1] == 0, "the uid-65534 sender could not send"
+    return pid

@@ -15,7 +15,7 @@ import pytest
 from bpfsession import session, wire
 from bpfsession.errors import BpfSessionError
 from bpfsession.session import Config
-from tests.helpers import bpfsession, wait_for, wait_for_socket
+from tests.helpers import bpfsession, send_as_nobody, wait_for, wait_for_socket
 from tests.new_helpers import finish, live_fds, send
 
 pytest_plugins = ["tests.new_fixtures"]
@@ -123,16 +123,7 @@ def test_refused_uid_is_reported_and_the_wait_goes_on(launch, make_map, uds, sho
     os.chmod(short_tmp, 0o711)  # the socket is 0600: let uid 65534 reach it to be refused
     os.chmod(uds, 0o666)
     fd = make_map()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgid(65534)
-            os.setuid(65534)
-            wire.send_maps(uds, "evil", [(wire.MapEntry(id=0), fd)])
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    assert os.waitpid(pid, 0)[1] == 0
+    pid = send_as_nobody(uds, "evil", fd)
     wait_for(lambda: proc.poll() is None and os.path.exists(uds), what="still waiting")
     send(uds, [fd])
     status, _, err = finish(proc)
@@ -150,16 +141,7 @@ def test_allow_uid_admits_another_sender(launch, make_map, uds, short_tmp):
     os.chmod(short_tmp, 0o711)
     os.chmod(uds, 0o666)
     fd = make_map()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgid(65534)
-            os.setuid(65534)
-            wire.send_maps(uds, "nobody", [(wire.MapEntry(id=0), fd)])
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    assert os.waitpid(pid, 0)[1] == 0
+    send_as_nobody(uds, "nobody", fd)
     status, _, err = finish(proc)
     assert (status, err, marker.read_text()) == (0, "", "nobody\n")
 

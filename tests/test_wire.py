@@ -12,7 +12,7 @@ import pytest
 
 from bpfsession import wire
 from bpfsession.kernel import bpf
-from tests.helpers import open_fds, parse_show_maps, tc_exec_receiver
+from tests.helpers import open_fds, parse_show_maps, send_as_nobody, tc_exec_receiver
 
 # struct bpf_map_aux for obj "prog", st {dev 0x0102, ino 0x0304}, one entry
 # {type 1 (hash), key 4, value 8, max 16, flags 0, id 7, pinning 2, inner 0, 0}: laid out by
@@ -185,17 +185,7 @@ def test_refused_uid_is_reported_and_the_wait_goes_on(uds, make_map):
         # let an unprivileged sender reach the socket at all
         os.chmod(os.path.dirname(uds), 0o755)
         os.chmod(uds, 0o666)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child
-            status = 1
-            try:
-                os.setgid(65534)
-                os.setuid(65534)
-                wire.send_maps(uds, "evil", [(wire.MapEntry(id=0), fd)])
-                status = 0
-            finally:
-                os._exit(status)
-        assert os.waitpid(pid, 0)[1] == 0, "the uid-65534 sender could not send"
+        send_as_nobody(uds, "evil", fd)
         wire.send_maps(uds, "good", [(wire.MapEntry(id=0), fd)])
         before = open_fds()
         handoff = wire.receive(lst, {0}, timeout=5, on_refused=refused.append)
