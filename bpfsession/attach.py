@@ -200,20 +200,24 @@ def _ended(s: Session) -> BpfSessionError:
 # ---- running the command -------------------------------------------------------------------
 
 
-def attach(spec: str, command: list[str] | None) -> int:
-    """`bpfsession attach SPEC [run CMD...]`: the command's exit status (128+N on signal)."""
+def attach(spec: str, command: list[str] | None, keep_caps: frozenset[int] | None = None,
+           no_new_privs: bool = False) -> int:
+    """`bpfsession attach SPEC [run CMD...]`: the command's exit status (128+N on signal).
+
+    `keep_caps`/`no_new_privs` restrict the command as `new --keep-caps/--no-new-privs` do."""
     from bpfsession import discover
 
     s = discover.find(spec, quick=True)
     obj, pairs = fetch_maps(s)
     fds = FdSet(fd for _, fd in pairs)
     try:
-        return _run(s, obj, pairs, command)
+        return _run(s, obj, pairs, command, keep_caps, no_new_privs)
     finally:
         fds.close()
 
 
-def _run(s: Session, obj: str, pairs, command: list[str] | None) -> int:
+def _run(s: Session, obj: str, pairs, command: list[str] | None,
+         keep_caps: frozenset[int] | None, no_new_privs: bool) -> int:
     from bpfsession import init, session
 
     maps = [session.SessionMap(entry, fd, session.FIRST_MAP_FD + i, _info(s, entry, fd))
@@ -223,7 +227,8 @@ def _run(s: Session, obj: str, pairs, command: list[str] | None) -> int:
     try:
         env = session.session_env(dict(os.environ), maps, obj, s.id, s.name,
                                   target.arg if target else None)
-        launch = session.Launch(argv, env, [m.fd for m in maps], target, netns_fd)
+        launch = session.Launch(argv, env, [m.fd for m in maps], target, netns_fd,
+                                keep_caps, no_new_privs)
         sigpipe = init.SignalPipe()  # from here on, signals are forwarded to the command
         terminal = session.Terminal.detect()
         try:

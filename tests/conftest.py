@@ -90,6 +90,11 @@ def veth(netns) -> Veth:
     v = Veth(netns, uniq("bsh"), uniq("bsp"), f"10.213.{n}.1", f"10.213.{n}.2")
     run(["ip", "link", "add", v.host_if, "type", "veth", "peer", "name", v.ns_if,
          "netns", netns])
+    # No IPv6 on the test link: router solicitations and DAD would bump the counters of a
+    # program on it at random moments; the tests' own traffic is the only traffic.
+    run(["sysctl", "-qw", f"net.ipv6.conf.{v.host_if}.disable_ipv6=1"])
+    run(["ip", "netns", "exec", netns, "sysctl", "-qw",
+         f"net.ipv6.conf.{v.ns_if}.disable_ipv6=1"])
     run(["ip", "addr", "add", f"{v.host_ip}/24", "dev", v.host_if])
     run(["ip", "link", "set", v.host_if, "up"])
     run(["ip", "-n", netns, "addr", "add", f"{v.ns_ip}/24", "dev", v.ns_if])

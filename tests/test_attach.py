@@ -261,7 +261,12 @@ def test_session_ended_meanwhile(sessions, two_maps, kind):
 def test_fetch_maps_owns_nothing_it_returns_and_leaks_nothing(sessions, two_maps):
     new = sessions.new(two_maps, name=uniq("f"), obj="fobj")
     tc = sessions.tc(two_maps)
-    listing = discover.scan(run_dir=sessions.run_dir)
+    # tc exec sets BPF_NUM_MAPS only in the command it execs: wait until both are seen.
+    def both_listed():
+        found = discover.scan(run_dir=sessions.run_dir)
+        return found if {new.id, tc.id} <= {x.id for x in found} else None
+
+    listing = wait_for(both_listed, what="both sessions listed")
     sup_before = open_fds(new.supervisor)
     gc.collect()  # earlier tests' Popen pipes, closed by the collector mid-test, are not ours
     before = open_fds()
@@ -318,3 +323,21 @@ def test_interactive_shell_on_a_terminal(sessions, two_maps):
     finally:
         child.close()
     assert child.exitstatus == 3
+
+
+def test_attach_keep_caps_and_no_new_privs(sessions, two_maps):
+    """The agent keeps only the named capabilities and no_new_privs, like `new`'s flags,
+    and still writes through the fd it was handed (a held map fd needs no capability)."""
+    s = sessions.new(two_maps, name=uniq("caps"))
+    agent = ("from bpfsession.kernel import bpf; "
+             "bpf.map_update_elem(3, bytes([1, 0, 0, 0]), bytes([7] + [0] * 7)); "
+             "print(open('/proc/self/status').read())")
+    res = sessions.cli("attach", "--keep-caps", "cap_net_admin", "--no-new-privs", s.name,
+                       "run", sys.executable, "-c", agent)
+    assert res.returncode == 0, res.stderr
+    status = dict(line.split(":\t", 1) for line in res.stdout.splitlines() if ":\t" in line)
+    want = f"{1 << 12:016x}"  # CAP_NET_ADMIN alone
+    assert (status["CapEff"], status["CapBnd"], status["NoNewPrivs"]) == (want, want, "1")
+    value = bytearray(8)
+    assert bpf.map_lookup_elem(two_maps[0], bytes([1, 0, 0, 0]), value)
+    assert value == bytes([7] + [0] * 7)

@@ -20,7 +20,12 @@ def register(sub) -> None:
     p.set_defaults(func=run_show)
 
     p = sub.add_parser("attach", help="run a shell or command with a session's maps",
-                       usage="bpfsession attach SESSION [run CMD [ARG...]]")
+                       usage="bpfsession attach [--keep-caps CAP,...] [--no-new-privs] SESSION "
+                             "[run CMD [ARG...]]")
+    p.add_argument("--keep-caps", metavar="CAP,...",
+                   help="drop every capability but these from the command")
+    p.add_argument("--no-new-privs", action="store_true",
+                   help="set no_new_privs for the command")
     p.add_argument("session", metavar="SESSION")
     p.add_argument("rest", nargs=argparse.REMAINDER, metavar="run CMD...")
     p.set_defaults(func=run_attach)
@@ -42,7 +47,7 @@ def fast_parse(verb: str, argv: list[str]):
     if verb == "attach" and argv and not argv[0].startswith("-") and \
             (len(argv) == 1 or argv[1] == "run"):
         return SimpleNamespace(command="attach", func=run_attach, session=argv[0],
-                               rest=argv[1:])
+                               rest=argv[1:], keep_caps=None, no_new_privs=False)
     return None
 
 
@@ -178,4 +183,9 @@ def run_attach(args) -> int:
         if not command:
             raise BpfSessionError("`run` needs a command: `bpfsession attach SESSION run "
                                   "CMD [ARG...]`")
-    return attach.attach(args.session, command)
+    keep_caps = None
+    if args.keep_caps is not None:
+        from bpfsession import caps
+
+        keep_caps = caps.parse(args.keep_caps)
+    return attach.attach(args.session, command, keep_caps, args.no_new_privs)
