@@ -21,12 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import PY, installed_env, machine  # noqa: E402
 from bpfsession.kernel import bpf  # noqa: E402
-
-PY = str(ROOT / ".venv" / "bin" / "python")
 
 FLOOR = r"""
 import sys
@@ -84,12 +82,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     opts = ap.parse_args()
 
-    env = dict(os.environ)
     # Measure what users get from an installed package: compiled bytecode (into a
     # private cache, not the checkout).
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
     cache = tempfile.mkdtemp(prefix="bsbench-pyc")
-    env["PYTHONPYCACHEPREFIX"] = cache
+    env = installed_env(PYTHONPYCACHEPREFIX=cache)
 
     fd = bpf.map_create("hash", 4, 8, opts.entries, "bench_dump")
     pin = f"/sys/fs/bpf/bsbench{os.getpid()}"
@@ -118,7 +114,7 @@ def main() -> None:
 
     med = {k: statistics.median(r[0] for r in v) for k, v in results.items()}
     print(f"{opts.entries} entries, hash u32 -> u64, {opts.rounds} rounds, medians "
-          f"({os.cpu_count()} CPUs, Linux {os.uname().release})")
+          f"({machine()})")
     print(f"{'case':28} {'seconds':>8} {'1st byte':>9} {'peak RSS':>10} {'output':>10}")
     for name, v in results.items():
         first = statistics.median(r[1] for r in v)

@@ -21,88 +21,45 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bpfsession import discover, wire  # noqa: E402
-from bpfsession.kernel import bpf  # noqa: E402
-
-PY = str(ROOT / ".venv" / "bin" / "python")
-
-
-def wait_bound(path: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
-        while True:
-            try:
-                probe.connect(path)
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"no receiver on {path}") from None
-                time.sleep(0.002)
+from bench.common import (  # noqa: E402
+    PY,
+    demo_maps,
+    end,
+    plain_install,
+    print_ratios,
+    round_robin,
+    session_env,
+    start_receivers,
+    timed,
+    workspace,
+)
+from bpfsession import discover  # noqa: E402
 
 
-def start_sessions(n: int, tmp: str, env: dict, maps: list[int]) -> list[subprocess.Popen]:
-    procs = []
+def sessions(n: int, tmp: str) -> dict[str, list[str]]:
+    """n receivers ({socket path: argv}), alternately `bpfsession new` and `tc exec`."""
+    receivers = {}
     for i in range(n):
         uds = os.path.join(tmp, f"u{i}")
         if i % 2:
-            argv = ["tc", "exec", "bpf", "imp", uds, "run", "sleep", "600"]
+            receivers[uds] = ["tc", "exec", "bpf", "imp", uds, "run", "sleep", "600"]
         else:
-            argv = [PY, "-m", "bpfsession", "new", "imp", uds, "run", "sleep", "600"]
-        procs.append(subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True))
-    for i in range(n):
-        uds = os.path.join(tmp, f"u{i}")
-        wait_bound(uds)
-        wire.send_maps(uds, "bench", [(wire.MapEntry(id=j), fd) for j, fd in enumerate(maps)])
-    return procs
+            receivers[uds] = [PY, "-m", "bpfsession", "new", "imp", uds, "run", "sleep", "600"]
+    return receivers
 
 
-def plain_install(tmp: str) -> str:
-    """An interpreter that finds bpfsession through a plain .pth path entry, as a regular
-    (non-editable) install would: the dev venv's editable-install finder costs every
-    start about 10 ms (`python -X importtime`). Only the standard library is needed for
-    the commands measured here."""
-    venv = os.path.join(tmp, "plain")
-    base = os.path.realpath(PY)
-    subprocess.run([base, "-m", "venv", "--without-pip", venv], check=True)
-    site = Path(venv, "lib", f"python{sys.version_info.major}.{sys.version_info.minor}",
-                "site-packages")
-    (site / "bpfsession-checkout.pth").write_text(f"{ROOT}\n")
-    return os.path.join(venv, "bin", "python")
-
-
-def timed(argv: list[str], env: dict) -> float:
+def time_scan(run_dir: str) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+    discover.scan(run_dir=run_dir)
     return time.perf_counter() - start
-
-
-def end(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        try:
-            os.killpg(p.pid, signal.SIGTERM)  # each was started as its own group
-        except ProcessLookupError:
-            pass
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
 
 def main() -> int:
@@ -111,61 +68,44 @@ def main() -> int:
     parser.add_argument("--procs", type=int, default=2000)
     parser.add_argument("--sessions", type=int, default=50)
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="bsl", dir="/tmp")
-    run_dir = os.path.join(tmp, "run")
-    env = {**os.environ, "BPFSESSION_RUN_DIR": run_dir}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: byte-compiled
-    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "bpfsession")], check=True)
-    maps = [bpf.map_create("hash", 4, 8, 256, "proto_stats"),
-            bpf.map_create("array", 4, 8, 1, "total_pkts")]
-    crowd = subprocess.Popen(["sh", "-c", f"i=0; while [ $i -lt {args.procs} ]; do "
-                              "sleep 600 & i=$((i+1)); done; wait"],
-                             stdout=subprocess.DEVNULL, start_new_session=True)
-    procs: list[subprocess.Popen] = []
-    times: dict[str, list[float]] = {}
-    try:
-        procs = start_sessions(args.sessions, tmp, env, maps)
-        nproc = sum(1 for d in os.listdir("/proc") if d.isdigit())
-        while nproc < args.procs + 2 * args.sessions:
-            time.sleep(0.2)
+    maps = demo_maps()
+    with workspace("bsl", maps) as tmp:
+        env = session_env(tmp)
+        run_dir = env["BPFSESSION_RUN_DIR"]
+        crowd = subprocess.Popen(["sh", "-c", f"i=0; while [ $i -lt {args.procs} ]; do "
+                                  "sleep 600 & i=$((i+1)); done; wait"],
+                                 stdout=subprocess.DEVNULL, start_new_session=True)
+        procs: list[subprocess.Popen] = []
+        try:
+            procs = start_receivers(sessions(args.sessions, tmp), maps, env,
+                                    stderr=subprocess.DEVNULL)
             nproc = sum(1 for d in os.listdir("/proc") if d.isdigit())
-        time.sleep(1)  # the last sessions start their commands
-        found = json.loads(subprocess.run([PY, "-m", "bpfsession", "list", "-j"], env=env,
-                                          capture_output=True, check=True).stdout)
-        ours = {p.pid for p in procs}
-        mine = [s for s in found if s["pid"] in ours or s["supervisor"] in ours]
-        if len(mine) != args.sessions:
-            raise RuntimeError(f"list found {len(mine)} of our {args.sessions} sessions")
-        plain = plain_install(tmp)
-        table = {
-            "bpfsession list -j": [PY, "-m", "bpfsession", "list", "-j"],
-            "  same, plain install": [plain, "-m", "bpfsession", "list", "-j"],
-            "ps -eo pid,args": ["ps", "-eo", "pid,args"],
-        }
-        for argv in table.values():  # warm caches once, unmeasured
-            timed(argv, env)
-        for _ in range(args.runs):
-            for name, argv in table.items():
-                times.setdefault(name, []).append(timed(argv, env))
-            start = time.perf_counter()
-            discover.scan(run_dir=run_dir)
-            times.setdefault("discover.scan() in-process", []).append(
-                time.perf_counter() - start)
-        nproc = sum(1 for d in os.listdir("/proc") if d.isdigit())
-    finally:
-        end(procs)
-        end([crowd])
-        for fd in maps:
-            os.close(fd)
-        shutil.rmtree(tmp, ignore_errors=True)
-    ps = statistics.median(times["ps -eo pid,args"])
-    print(f"{nproc} processes, {len(found)} sessions listed ({args.sessions} ours); "
-          f"median of {args.runs} runs (ratio to ps)")
-    print(f"{'variant':30} {'median ms':>10} {'p90 ms':>8} {'ratio':>6}")
-    for name, samples in times.items():
-        med = statistics.median(samples)
-        p90 = statistics.quantiles(samples, n=10)[-1]
-        print(f"{name:30} {med * 1e3:10.1f} {p90 * 1e3:8.1f} {med / ps:6.2f}")
+            while nproc < args.procs + 2 * args.sessions:
+                time.sleep(0.2)
+                nproc = sum(1 for d in os.listdir("/proc") if d.isdigit())
+            time.sleep(1)  # the last sessions start their commands
+            found = json.loads(subprocess.run([PY, "-m", "bpfsession", "list", "-j"], env=env,
+                                              capture_output=True, check=True).stdout)
+            ours = {p.pid for p in procs}
+            mine = [s for s in found if s["pid"] in ours or s["supervisor"] in ours]
+            if len(mine) != args.sessions:
+                raise RuntimeError(f"list found {len(mine)} of our {args.sessions} sessions")
+            plain = plain_install(tmp)
+            table = {
+                "bpfsession list -j": [PY, "-m", "bpfsession", "list", "-j"],
+                "  same, plain install": [plain, "-m", "bpfsession", "list", "-j"],
+                "ps -eo pid,args": ["ps", "-eo", "pid,args"],
+            }
+            variants = {name: partial(timed, argv, env) for name, argv in table.items()}
+            scan = "discover.scan() in-process"  # measured after them in each round
+            variants[scan] = partial(time_scan, run_dir)
+            times = round_robin(variants, args.runs, unwarmed={scan})
+            nproc = sum(1 for d in os.listdir("/proc") if d.isdigit())
+        finally:
+            end(procs)
+            end([crowd])
+    print_ratios(f"{nproc} processes, {len(found)} sessions listed ({args.sessions} ours); "
+                 f"median of {args.runs} runs (ratio to ps)", times, "ps -eo pid,args")
     return 0
 
 

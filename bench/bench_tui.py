@@ -28,66 +28,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bpfsession import discover, wire  # noqa: E402
+from bench.common import PY, ROOT, end, start_receivers, timed, workspace  # noqa: E402
+from bpfsession import discover  # noqa: E402
 from bpfsession.kernel import bpf  # noqa: E402
-
-PY = str(ROOT / ".venv" / "bin" / "python")
-
-
-def wait_bound(path: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
-        while True:
-            try:
-                probe.connect(path)
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"no receiver on {path}") from None
-                time.sleep(0.002)
 
 
 def start_sessions(n: int, tmp: str, maps: list[int]) -> list[subprocess.Popen]:
-    procs = []
-    try:
-        for i in range(n):
-            uds = os.path.join(tmp, f"u{i}")
-            procs.append(subprocess.Popen(
-                ["tc", "exec", "bpf", "imp", uds, "run", "sleep", "600"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True))
-        for i in range(n):
-            uds = os.path.join(tmp, f"u{i}")
-            wait_bound(uds)
-            wire.send_maps(uds, "bench", [(wire.MapEntry(id=j), fd)
-                                          for j, fd in enumerate(maps)])
-    except BaseException:
-        stop(procs)
-        raise
-    return procs
-
-
-def stop(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    for p in procs:
-        p.wait()
+    socks = [os.path.join(tmp, f"u{i}") for i in range(n)]
+    return start_receivers({uds: ["tc", "exec", "bpf", "imp", uds, "run", "sleep", "600"]
+                            for uds in socks}, maps, stderr=subprocess.DEVNULL)
 
 
 def progress(text: str) -> None:
@@ -99,13 +57,7 @@ def median_ms(samples: list[float]) -> float:
 
 
 def time_list(runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run([PY, "-m", "bpfsession", "list", "-j"], stdout=subprocess.DEVNULL,
-                       check=True)
-        samples.append(time.perf_counter() - t)
-    return median_ms(samples)
+    return median_ms([timed([PY, "-m", "bpfsession", "list", "-j"]) for _ in range(runs)])
 
 
 def time_scan(runs: int) -> tuple[float, float, int]:
@@ -188,29 +140,26 @@ def main() -> int:
     ap.add_argument("--presses", type=int, default=60)
     args = ap.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="bsbtui", dir="/tmp")
     maps = [bpf.map_create("hash", 4, 8, 64, "bench_h"), bpf.map_create("array", 4, 8, 4,
             "bench_a"), bpf.map_create("hash", 8, 16, 256, "bench_f"),
             bpf.map_create("array", 4, 4, 1, "bench_t")]
-    procs: list[subprocess.Popen] = []
-    try:
-        t = time.perf_counter()
-        procs = start_sessions(args.sessions, tmp, maps)
-        print(f"set-up: {args.sessions} tc exec sessions in {time.perf_counter() - t:.1f} s")
-        time.sleep(0.5)
-        list_ms = time_list(args.runs)
-        scan_ms, scan_cpu_ms, count = time_scan(args.runs)
-        progress(f"list -j {list_ms:.0f} ms, scan {scan_ms:.0f} ms")
-        renders = [asyncio.run(first_render()) for _ in range(3)]
-        progress(f"first render {median_ms(renders):.0f} ms")
-        scans, cpus, applies = asyncio.run(refreshes(args.rounds))
-        progress("refreshes")
-        keys = asyncio.run(key_latency(args.presses))
-    finally:
-        stop(procs)
-        for fd in maps:
-            os.close(fd)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with workspace("bsbtui", maps) as tmp:
+        procs: list[subprocess.Popen] = []
+        try:
+            t = time.perf_counter()
+            procs = start_sessions(args.sessions, tmp, maps)
+            print(f"set-up: {args.sessions} tc exec sessions in {time.perf_counter() - t:.1f} s")
+            time.sleep(0.5)
+            list_ms = time_list(args.runs)
+            scan_ms, scan_cpu_ms, count = time_scan(args.runs)
+            progress(f"list -j {list_ms:.0f} ms, scan {scan_ms:.0f} ms")
+            renders = [asyncio.run(first_render()) for _ in range(3)]
+            progress(f"first render {median_ms(renders):.0f} ms")
+            scans, cpus, applies = asyncio.run(refreshes(args.rounds))
+            progress("refreshes")
+            keys = asyncio.run(key_latency(args.presses))
+        finally:
+            end(procs, signal.SIGKILL)
 
     worker_ms, worker_cpu_ms, ui_ms = median_ms(scans), median_ms(cpus), median_ms(applies)
     keys_ms = sorted(k * 1000 for k in keys)

@@ -17,12 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import PY, installed_env, machine  # noqa: E402
 from bpfsession.kernel import bpf  # noqa: E402
-
-PY = str(ROOT / ".venv" / "bin" / "python")
 
 
 def loop(body: str, calls: int, env: dict[str, str]) -> float:
@@ -38,10 +36,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=10_000)
     opts = ap.parse_args()
 
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
     cache = tempfile.mkdtemp(prefix="bsbench-pyc")
-    env["PYTHONPYCACHEPREFIX"] = cache
+    env = installed_env(PYTHONPYCACHEPREFIX=cache)
     fd = bpf.map_create("hash", 4, 8, 256, "bench_update")
     pin = f"/sys/fs/bpf/bsbenchu{os.getpid()}"
     try:
@@ -65,8 +61,7 @@ def main() -> None:
         os.close(fd)
         subprocess.run(["rm", "-rf", cache])
 
-    print(f"{opts.calls} single updates from a sh loop ({os.cpu_count()} CPUs, "
-          f"Linux {os.uname().release})")
+    print(f"{opts.calls} single updates from a sh loop ({machine()})")
     for name, t in took.items():
         print(f"{name:26} {t:8.2f} s  {t / opts.calls * 1000:7.2f} ms/call")
     base = took["bpftool map update"]
