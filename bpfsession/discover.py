@@ -181,16 +181,52 @@ def _read(path: str) -> bytes | None:
 
 
 def _environ_hits(proc: str) -> dict[int, bytes]:
-    """pid -> raw environ, for every process whose environment carries BPF_NUM_MAPS."""
-    hits = {}
+    """pid -> raw environ, for every process whose environment carries BPF_NUM_MAPS.
+
+    Most of a scan's time is the kernel copying each process's environment out of its
+    memory (access_remote_vm), and os.read releases the GIL: on a machine with more than
+    one CPU and many processes, a second thread reads half of them (2,000 processes: 20 ms
+    -> 14 ms on 2 cores; bench/bench_list.py).
+    """
     try:
-        names = os.listdir(proc)
+        names = [n for n in os.listdir(proc) if n.isdigit()]
     except OSError as err:
         raise BpfSessionError(f"cannot read {proc}: {err.strerror} (is procfs mounted?)") \
             from None
+    if len(names) < _SPLIT_AT or len(os.sched_getaffinity(0)) < 2:
+        return _hits(proc, names)
+    # _thread, not threading: the documented low-level API is built in, threading's
+    # import alone would cost ~3 ms of the ~6 ms saved.
+    import _thread
+
+    half = len(names) // 2
+    other: list = []
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def work() -> None:
+        try:
+            other.append(_hits(proc, names[:half]))
+        except BaseException as err:  # re-raised below, in the caller's thread
+            other.append(err)
+        finally:
+            done.release()
+
+    _thread.start_new_thread(work, ())
+    hits = _hits(proc, names[half:])
+    done.acquire()
+    if isinstance(other[0], BaseException):
+        raise other[0]
+    hits.update(other[0])
+    return hits
+
+
+_SPLIT_AT = 512  # below this, a thread's start costs about what it would save
+
+
+def _hits(proc: str, names: list[str]) -> dict[int, bytes]:
+    hits = {}
     for name in names:
-        if not name.isdigit():
-            continue
         data = _read(f"{proc}/{name}/environ")
         if data and _MARK in data and (data.startswith(_MARK) or b"\0" + _MARK in data):
             hits[int(name)] = data

@@ -294,3 +294,37 @@ def test_netns_unnamed_is_a_path(sessions, two_maps):
 
     got = wait_for(moved, what="the session to enter its netns")
     assert got["netns"] == f"/proc/{s.root}/ns/net" == got["netns_path"]
+
+
+def test_two_thread_environ_scan_equals_one_thread(sessions, two_maps, monkeypatch):
+    """The split read of /proc/*/environ (used above 512 processes on 2+ CPUs) finds what
+    the single loop finds; here forced on whatever this machine runs."""
+    s = sessions.tc(two_maps)
+    wait_for(lambda: s.root in discover._environ_hits("/proc"), what="the tc session")
+    monkeypatch.setattr(discover, "_SPLIT_AT", 1)
+    monkeypatch.setattr(discover.os, "sched_getaffinity", lambda pid: {0, 1})
+    for _ in range(5):
+        names = [n for n in os.listdir("/proc") if n.isdigit()]
+        single = discover._hits("/proc", names)
+        split = discover._environ_hits("/proc")
+        assert s.root in single and s.root in split
+        assert split[s.root] == single[s.root]
+        if set(split) == set(single):  # the machine's sessions did not change in between
+            return
+    raise AssertionError(f"split {sorted(split)} != single {sorted(single)}")
+
+
+def test_two_thread_environ_scan_raises_the_workers_error(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(discover, "_SPLIT_AT", 1)
+    monkeypatch.setattr(discover.os, "sched_getaffinity", lambda pid: {0, 1})
+
+    def failing_in_the_worker(proc, names):
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("worker failed")
+        return {}
+
+    monkeypatch.setattr(discover, "_hits", failing_in_the_worker)
+    with pytest.raises(RuntimeError, match="worker failed"):
+        discover._environ_hits("/proc")
