@@ -135,7 +135,8 @@ def _receive_control(sock: socket.socket, s: Session):
 
 
 def _from_process(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
-    from bpfsession.kernel import bpf, pidfd
+    from bpfsession.kernel import pidfd
+    from bpfsession.kernel.types import MAP_TYPES
 
     if not s.maps:
         raise BpfSessionError(f"session {s.name} holds no maps any more")
@@ -154,7 +155,7 @@ def _from_process(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
                 if _fdinfo_map_id(fd) != m.id:
                     raise BpfSessionError(f"session {s.name} changed meanwhile (fd {m.fd} of "
                                           f"pid {s.pid} is no longer map {m.id}); try again")
-            entries = [wire.MapEntry(type=bpf.MAP_TYPES.get(m.type, 0), size_key=m.key_size,
+            entries = [wire.MapEntry(type=MAP_TYPES.get(m.type, 0), size_key=m.key_size,
                                      size_value=m.value_size, max_elem=m.max_entries,
                                      flags=m.flags, id=i)
                        for m, i in zip(s.maps, _entry_ids(s), strict=True)]
@@ -220,7 +221,7 @@ def _run(s: Session, obj: str, pairs, command: list[str] | None,
          keep_caps: frozenset[int] | None, no_new_privs: bool) -> int:
     from bpfsession import init, session
 
-    maps = [session.SessionMap(entry, fd, session.FIRST_MAP_FD + i, _info(s, entry, fd))
+    maps = [session.SessionMap(entry, fd, session.FIRST_MAP_FD + i, _info(s, fd))
             for i, (entry, fd) in enumerate(pairs)]
     argv = command or [os.environ.get("SHELL") or "/bin/sh"]
     target, netns_fd = _netns(s)
@@ -243,35 +244,34 @@ def _run(s: Session, obj: str, pairs, command: list[str] | None,
             os.close(netns_fd)
 
 
-def _info(s: Session, entry: wire.MapEntry, fd: int):
-    """The kernel's MapInfo for a map fd we hold.
+def _info(s: Session, fd: int):
+    """What the kernel says of a map fd we hold, from /proc/self/fdinfo (type, sizes,
+    flags, id), named from the session's discovery (the kernel's name, as recorded).
 
-    An unprivileged attacher (an --allow-uid) may hold the fd yet not be allowed the
-    bpf(2) info call (kernel.unprivileged_bpf_disabled): then it is put together from the
-    supervisor's entry, fdinfo's map_id and the name discovery found.
+    No bpf(2) call: an unprivileged attacher (an --allow-uid) may hold the fd yet not be
+    allowed BPF_OBJ_GET_INFO_BY_FD (kernel.unprivileged_bpf_disabled), and attach's
+    start-up then does without ctypes.
     """
-    from bpfsession.kernel import bpf
+    from bpfsession.kernel.types import map_info_from_fdinfo
 
-    try:
-        return bpf.map_info(fd)
-    except KernelError as err:
-        if err.errno != errno.EPERM:
-            raise BpfSessionError(f"cannot read map {entry.id} from the kernel: "
-                                  f"{err.strerror}") from None
-    map_id = _fdinfo_map_id(fd)
+    fdinfo = _fdinfo(fd)
+    map_id = int(fdinfo.get("map_id", "0"))
     name = next((m.name for m in s.maps if m.id == map_id), "")
-    return bpf.MapInfo(id=map_id, type=entry.type, key_size=entry.size_key,
-                       value_size=entry.size_value, max_entries=entry.max_elem,
-                       flags=entry.flags, name=name, btf_id=0, btf_key_type_id=0,
-                       btf_value_type_id=0, map_extra=0, ifindex=0)
+    try:
+        return map_info_from_fdinfo(fdinfo, name)
+    except (KeyError, ValueError):
+        raise BpfSessionError(f"fd {fd} from session {s.name} is not a BPF map "
+                              "(no map fields in its fdinfo)") from None
+
+
+def _fdinfo(fd: int) -> dict[str, str]:
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        return {key.strip(): value.strip()
+                for key, _, value in (line.partition(":") for line in f)}
 
 
 def _fdinfo_map_id(fd: int) -> int:
-    with open(f"/proc/self/fdinfo/{fd}") as f:
-        for line in f:
-            if line.startswith("map_id:"):
-                return int(line.split()[1])
-    return 0
+    return int(_fdinfo(fd).get("map_id", "0"))
 
 
 def _netns(s: Session):

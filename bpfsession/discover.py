@@ -452,8 +452,7 @@ def _registry_maps(reg: dict, scan: _Scan) -> list[SessionMap]:
 
 
 def _type_name(value: int) -> str:
-    # The table lives in the kernel layer; importing it costs no ctypes work at call time.
-    from bpfsession.kernel.bpf import MAP_TYPE_NAMES, type_name
+    from bpfsession.kernel.types import MAP_TYPE_NAMES, type_name
 
     return type_name(MAP_TYPE_NAMES, value)
 

@@ -28,8 +28,11 @@ import time
 
 from bpfsession import init, registry, wire
 from bpfsession.errors import BpfSessionError, KernelError
-from bpfsession.kernel import bpf
-from bpfsession.netns import Netns
+
+TYPE_CHECKING = False  # typing's constant, without importing typing on the launch path
+if TYPE_CHECKING:
+    from bpfsession.kernel.types import MapInfo
+    from bpfsession.netns import Netns
 
 # Signals that end the wait for maps (socket removed, nothing spawned, exit 128+N).
 WAIT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -149,7 +152,7 @@ class SessionMap:
 
     __slots__ = ("entry", "fd", "child_fd", "info")
 
-    def __init__(self, entry: wire.MapEntry, fd: int, child_fd: int, info: bpf.MapInfo):
+    def __init__(self, entry: wire.MapEntry, fd: int, child_fd: int, info: MapInfo):
         self.entry = entry
         self.fd = fd
         self.child_fd = child_fd
@@ -178,6 +181,8 @@ FIRST_MAP_FD = 3
 
 
 def describe(handoff: wire.Handoff) -> list[SessionMap]:
+    from bpfsession.kernel import bpf
+
     maps = []
     for i, (entry, fd) in enumerate(zip(handoff.entries, handoff.fds, strict=True)):
         try:

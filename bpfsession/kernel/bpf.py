@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections import namedtuple
 
 from bpfsession.errors import KernelError
+from bpfsession.kernel.types import (  # noqa: F401  (re-exported: bpf.MapInfo etc.)
+    MAP_TYPE_NAMES,
+    MAP_TYPES,
+    PROG_TYPE_NAMES,
+    MapInfo,
+    ProgInfo,
+    type_name,
+)
 
 # asm/unistd_64.h (x86_64) and asm-generic/unistd.h (aarch64 and newer ports).
 _NR_BPF = {"x86_64": 321, "aarch64": 280, "arm64": 280, "riscv64": 280, "ppc64le": 361,
@@ -48,32 +55,6 @@ BPF_F_RDONLY = 1 << 3
 BPF_F_WRONLY = 1 << 4
 BPF_F_RDONLY_PROG = 1 << 7
 BPF_F_WRONLY_PROG = 1 << 8
-
-# enum bpf_map_type, named as bpftool prints them (libbpf's map_type_name table).
-MAP_TYPE_NAMES = (
-    "unspec", "hash", "array", "prog_array", "perf_event_array", "percpu_hash",
-    "percpu_array", "stack_trace", "cgroup_array", "lru_hash", "lru_percpu_hash",
-    "lpm_trie", "array_of_maps", "hash_of_maps", "devmap", "sockmap", "cpumap", "xskmap",
-    "sockhash", "cgroup_storage", "reuseport_sockarray", "percpu_cgroup_storage", "queue",
-    "stack", "sk_storage", "devmap_hash", "struct_ops", "ringbuf", "inode_storage",
-    "task_storage", "bloom_filter", "user_ringbuf", "cgrp_storage", "arena",
-)
-MAP_TYPES = {name: i for i, name in enumerate(MAP_TYPE_NAMES)}
-
-# enum bpf_prog_type, as bpftool names them.
-PROG_TYPE_NAMES = (
-    "unspec", "socket_filter", "kprobe", "sched_cls", "sched_act", "tracepoint", "xdp",
-    "perf_event", "cgroup_skb", "cgroup_sock", "lwt_in", "lwt_out", "lwt_xmit", "sock_ops",
-    "sk_skb", "cgroup_device", "sk_msg", "raw_tracepoint", "cgroup_sock_addr", "lwt_seg6local",
-    "lirc_mode2", "sk_reuseport", "flow_dissector", "cgroup_sysctl",
-    "raw_tracepoint_writable", "cgroup_sockopt", "tracing", "struct_ops", "ext", "lsm",
-    "sk_lookup", "syscall", "netfilter",
-)
-
-
-def type_name(table: tuple[str, ...], value: int) -> str:
-    return table[value] if 0 <= value < len(table) else f"type {value}"
-
 
 class _MapCreateAttr(ctypes.Structure):
     _fields_ = [
@@ -228,24 +209,6 @@ def _caddr(data: bytes | bytearray | None) -> tuple[int, object]:
         return _addr(data), data
     buf = ctypes.create_string_buffer(bytes(data), len(data) or 1)
     return ctypes.addressof(buf), buf
-
-
-# Named tuples, not dataclasses: `dataclasses` costs start-up time (it imports inspect).
-class MapInfo(namedtuple("MapInfo", "id type key_size value_size max_entries flags name btf_id "
-                                    "btf_key_type_id btf_value_type_id map_extra ifindex")):
-    __slots__ = ()
-
-    @property
-    def type_name(self) -> str:
-        return type_name(MAP_TYPE_NAMES, self.type)
-
-
-class ProgInfo(namedtuple("ProgInfo", "id type name tag map_ids")):
-    __slots__ = ()
-
-    @property
-    def type_name(self) -> str:
-        return type_name(PROG_TYPE_NAMES, self.type)
 
 
 def map_create(map_type: int | str, key_size: int, value_size: int, max_entries: int,
