@@ -11,8 +11,10 @@ Sessions (2 maps each): a `bpfsession new` session on the host, one in a netns, 
   python floor                 the venv's interpreter: connect to NEW's control socket,
                                recvmsg the maps, posix_spawn `true` with them, wait
     floor, plain install       the same from the plain-install interpreter
+  core floor (bind+recvmsg)    bench_new.py's floor: bind, receive the maps, exit
 
-Goal (issue 3): attach within 1.5x of the floor.
+Goal (issue 3): attach within 1.5x of "the bare-Python floor from the core issue's
+benchmark", i.e. the core floor; the ratios to the stricter connect floor are printed too.
 Usage (as root): .venv/bin/python bench/bench_attach.py [-n RUNS]
 Everything it starts is ended and removed afterwards.
 """
@@ -32,10 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     PY,
+    RECEIVE_FLOOR,
+    ROOT,
     demo_maps,
     end,
     plain_install,
     print_ratios,
+    receive_once,
     round_robin,
     session_env,
     start_receivers,
@@ -43,6 +48,7 @@ from bench.common import (  # noqa: E402
     workspace,
 )
 
+CORE_FLOOR = "core floor (bind+recvmsg)"
 FLOOR = ("import os,socket,sys;s=socket.socket(socket.AF_UNIX,socket.SOCK_SEQPACKET);"
          "s.connect(sys.argv[1]);s.recvmsg(4096,socket.CMSG_SPACE(64*4));"
          "os.waitpid(os.posix_spawnp('true',['true'],os.environ),0)")
@@ -70,7 +76,7 @@ def main() -> int:
                                                 capture_output=True, check=True).stdout)
             control = next(s["control"] for s in listing if s["name"] == "bench-host")
             tc_id = next(s["id"] for s in listing if s["pid"] == procs[2].pid)
-            attach = [PY, "-m", "bpfsession", "attach"]
+            attach = [str(ROOT / ".venv" / "bin" / "bpfsession"), "attach"]  # what users run
             plain = plain_install(tmp)
             table = {
                 "attach (control socket)": [*attach, "bench-host", "run", "true"],
@@ -81,12 +87,17 @@ def main() -> int:
                 "python floor": [PY, "-c", FLOOR, control],
                 "  floor, plain install": [plain, "-c", FLOOR, control],
             }
-            times = round_robin({name: partial(timed, argv, env)
-                                 for name, argv in table.items()}, args.runs)
+            variants = {name: partial(timed, argv, env) for name, argv in table.items()}
+            variants[CORE_FLOOR] = partial(receive_once, [PY, "-c", RECEIVE_FLOOR, "{uds}"],
+                                           f"{tmp}/floor", maps, env)
+            times = round_robin(variants, args.runs)
         finally:
             end(procs)
-    print_ratios(f"attach ... run true, 2 maps, median of {args.runs} runs (ratio to the floor)",
-                 times, "python floor")
+    title = f"attach ... run true, 2 maps, median of {args.runs} runs"
+    print_ratios(f"{title} (ratio to the connect floor)", times, "python floor")
+    print()
+    print_ratios(f"{title} (ratio to the core benchmark's floor, issue 3's anchor)", times,
+                 CORE_FLOOR)
     return 0
 
 

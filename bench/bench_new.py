@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -28,18 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     PY,
+    RECEIVE_FLOOR,
     ROOT,
     demo_maps,
     print_ratios,
+    receive_once,
     round_robin,
-    send_maps,
     session_env,
-    wait_bound,
     workspace,
 )
-
-FLOOR = ("import socket,sys;s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM);"
-         "s.bind(sys.argv[1]);s.recvmsg(4096,socket.CMSG_SPACE(64*4))")
 
 
 def variants(ns: str) -> dict[str, list[str]]:
@@ -50,23 +45,8 @@ def variants(ns: str) -> dict[str, list[str]]:
         "ip netns exec + tc exec": ["ip", "netns", "exec", ns, "tc", "exec", "bpf", "imp",
                                     "{uds}", "run", "true"],
         "tc exec bpf imp": ["tc", "exec", "bpf", "imp", "{uds}", "run", "true"],
-        "python floor (bind+recvmsg)": [PY, "-c", FLOOR, "{uds}"],
+        "python floor (bind+recvmsg)": [PY, "-c", RECEIVE_FLOOR, "{uds}"],
     }
-
-
-def one_run(argv: list[str], path: str, maps: list[int], env: dict) -> float:
-    argv = [a.replace("{uds}", path) for a in argv]
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    wait_bound(path, proc, interval=0.0002)  # measured: poll finely
-    send_maps(path, maps)
-    status = proc.wait()
-    took = time.perf_counter() - start
-    if status != 0:
-        raise RuntimeError(f"{argv} exited {status}")
-    if os.path.exists(path):  # tc exec and the floor leave their socket behind
-        os.unlink(path)
-    return took
 
 
 def main() -> int:
@@ -78,7 +58,7 @@ def main() -> int:
     with workspace("bsb", maps, netns=ns) as tmp:
         env = session_env(tmp)
         uds = os.path.join(tmp, "uds")
-        times = round_robin({name: partial(one_run, argv, uds, maps, env)
+        times = round_robin({name: partial(receive_once, argv, uds, maps, env)
                              for name, argv in variants(ns).items()}, args.runs)
     print_ratios(f"end to end, 2 maps, median of {args.runs} runs (ratio to the python floor)",
                  times, "python floor (bind+recvmsg)")

@@ -155,6 +155,29 @@ def end(procs: list[subprocess.Popen], sig: int = signal.SIGTERM) -> None:
             p.wait()
 
 
+# The core benchmark's floor (bench_new.py, and issue 3's anchor for attach): the venv's
+# interpreter binding the socket and receiving one datagram, nothing else.
+RECEIVE_FLOOR = ("import socket,sys;s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM);"
+                 "s.bind(sys.argv[1]);s.recvmsg(4096,socket.CMSG_SPACE(64*4))")
+
+
+def receive_once(argv: list[str], path: str, maps: list[int], env: dict[str, str]) -> float:
+    """One receiver run end to end ("{uds}" in argv stands for `path`): start, wait until
+    bound, send `maps`, wait for the exit. Seconds; the socket file is removed after."""
+    argv = [a.replace("{uds}", path) for a in argv]
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    wait_bound(path, proc, interval=0.0002)  # measured: poll finely
+    send_maps(path, maps)
+    status = proc.wait()
+    took = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"{argv} exited {status}")
+    if os.path.exists(path):  # tc exec and the floor leave their socket behind
+        os.unlink(path)
+    return took
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     """Wall-clock seconds of one whole process, output discarded; it must succeed."""
     start = time.perf_counter()
