@@ -252,9 +252,9 @@ def _info(s: Session, fd: int):
     allowed BPF_OBJ_GET_INFO_BY_FD (kernel.unprivileged_bpf_disabled), and attach's
     start-up then does without ctypes.
     """
-    from bpfsession.kernel.types import map_info_from_fdinfo
+    from bpfsession.kernel.types import map_info_from_fdinfo, read_fdinfo
 
-    fdinfo = _fdinfo(fd)
+    fdinfo = read_fdinfo(fd)
     map_id = int(fdinfo.get("map_id", "0"))
     name = next((m.name for m in s.maps if m.id == map_id), "")
     try:
@@ -264,14 +264,10 @@ def _info(s: Session, fd: int):
                               "(no map fields in its fdinfo)") from None
 
 
-def _fdinfo(fd: int) -> dict[str, str]:
-    with open(f"/proc/self/fdinfo/{fd}") as f:
-        return {key.strip(): value.strip()
-                for key, _, value in (line.partition(":") for line in f)}
-
-
 def _fdinfo_map_id(fd: int) -> int:
-    return int(_fdinfo(fd).get("map_id", "0"))
+    from bpfsession.kernel.types import read_fdinfo
+
+    return int(read_fdinfo(fd).get("map_id", "0"))
 
 
 def _netns(s: Session):

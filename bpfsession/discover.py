@@ -19,6 +19,7 @@ import re
 import time
 
 from bpfsession.errors import BpfSessionError
+from bpfsession.kernel.types import MAP_TYPE_NAMES, parse_fdinfo, type_name
 
 _MARK = b"BPF_NUM_MAPS="
 _MAP_VAR = re.compile(r"BPF_MAP(\d+)$")
@@ -251,14 +252,6 @@ def _parse_stat(data: bytes) -> tuple[str, int, int]:
     return comm, int(fields[1]), int(fields[19])
 
 
-def _parse_fdinfo(data: bytes) -> dict[str, str]:
-    out = {}
-    for line in data.decode(errors="replace").splitlines():
-        key, _, value = line.partition(":")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _map_fds(proc: str, pid: int) -> tuple[dict[int, int], dict[int, dict[str, str]]]:
     """fd -> map id and fd -> fdinfo for the process's BPF map fds."""
     ids: dict[int, int] = {}
@@ -277,7 +270,7 @@ def _map_fds(proc: str, pid: int) -> tuple[dict[int, int], dict[int, dict[str, s
         data = _read(f"{proc}/{pid}/fdinfo/{name}")
         if data is None:
             continue
-        info = _parse_fdinfo(data)
+        info = parse_fdinfo(data.decode(errors="replace"))
         if "map_id" in info:
             ids[int(name)] = int(info["map_id"])
             infos[int(name)] = info
@@ -452,8 +445,6 @@ def _registry_maps(reg: dict, scan: _Scan) -> list[SessionMap]:
 
 
 def _type_name(value: int) -> str:
-    from bpfsession.kernel.types import MAP_TYPE_NAMES, type_name
-
     return type_name(MAP_TYPE_NAMES, value)
 
 

@@ -35,15 +35,6 @@ def possible_cpus(path: str = POSSIBLE_CPUS) -> int:
     return count
 
 
-def fdinfo(fd: int) -> dict[str, str]:
-    out = {}
-    with open(f"/proc/self/fdinfo/{fd}") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            out[key.strip()] = value.strip()
-    return out
-
-
 class OpenMap:
     """A map fd and what we know of it. `owned` fds are closed by close(); fds borrowed
     from the session's environment (BPF_MAP<N>) are not. `label` is how the user named
@@ -64,7 +55,9 @@ class OpenMap:
         self.close()
 
     def fdinfo(self) -> dict[str, str]:
-        return fdinfo(self.fd)
+        from bpfsession.kernel.types import read_fdinfo
+
+        return read_fdinfo(self.fd)
 
 
 # --- MAP specs ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What the kernel says about BPF objects, as plain Python data: no ctypes here.
+"""What the kernel says about BPF objects, as plain Python data (and fdinfo): no ctypes here.
 
 Kept apart from bpf.py so that code which only needs the names and the records (attach
 reading /proc fdinfo, discovery) does not pay for loading ctypes and the bpf_attr layouts.
@@ -50,6 +50,20 @@ class ProgInfo(namedtuple("ProgInfo", "id type name tag map_ids")):
     @property
     def type_name(self) -> str:
         return type_name(PROG_TYPE_NAMES, self.type)
+
+
+def parse_fdinfo(text: str) -> dict[str, str]:
+    """/proc/PID/fdinfo/FD as a dict: `key:\tvalue` lines (proc(5))."""
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def read_fdinfo(fd: int, pid: int | str = "self") -> dict[str, str]:
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        return parse_fdinfo(f.read())
 
 
 def map_info_from_fdinfo(fdinfo: dict[str, str], name: str = "") -> MapInfo:
