@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import struct
 import time
 
 from bpfsession import wire
@@ -30,7 +29,6 @@ from bpfsession.errors import BpfSessionError, KernelError
 from bpfsession.fds import FdSet
 
 CONTROL_TIMEOUT = 5.0  # seconds; the supervisor answers from its select loop at once
-_PEERCRED = struct.Struct("=iII")
 _MAP_VAR_PREFIX = "BPF_MAP"
 
 
@@ -68,8 +66,7 @@ def _from_control(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]] | N
         except OSError as err:
             raise BpfSessionError(f"cannot reach session {s.name}'s supervisor at "
                                   f"{s.control}: {err.strerror}") from None
-        pid, uid, _ = _PEERCRED.unpack(
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+        pid, uid, _ = wire.peer_cred(sock)
         if uid not in (0, s.uid):
             raise BpfSessionError(f"{s.control} is served by pid {pid} of uid {uid}, neither "
                                   f"root nor session {s.name}'s owner (uid {s.uid}): "

@@ -22,7 +22,6 @@ import errno
 import os
 import signal
 import socket
-import struct
 import sys
 import time
 
@@ -421,7 +420,6 @@ class ControlServer:
     """
 
     SEND_TIMEOUT = 0.5
-    _PEERCRED = struct.Struct("=iII")
 
     def __init__(self, path: str, allowed: set[int], obj: str, maps: list[SessionMap]):
         self.path = path
@@ -464,8 +462,7 @@ class ControlServer:
     def _answer(self, conn: socket.socket) -> None:
         conn.settimeout(self.SEND_TIMEOUT)
         try:
-            cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, self._PEERCRED.size)
-            pid, uid, _ = self._PEERCRED.unpack(cred)
+            pid, uid, _ = wire.peer_cred(conn)
             if uid not in self.allowed:
                 conn.send(f"ERR uid {uid} may not attach: not root, the session's owner or "
                           "an --allow-uid".encode())

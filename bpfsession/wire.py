@@ -209,6 +209,11 @@ class Listener:
         self.close()
 
 
+def peer_cred(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of a connected AF_UNIX peer (SO_PEERCRED: struct ucred)."""
+    return _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+
+
 def remove_socket_file(path: str, ident: tuple[int, int] | None) -> None:
     """Unlink `path` only while it is still the socket we bound (st_dev, st_ino), never a
     file somebody has put there since."""
