@@ -28,3 +28,10 @@ class KernelError(OSError):
             text += f" ({detail})"
         super().__init__(err, text)
         self.command = command
+
+
+def warn(text: str) -> None:
+    """A warning that does not stop the command: one line, `bpfsession: warning: ...`."""
+    import sys
+
+    sys.stderr.write(f"bpfsession: warning: {text}\n")

@@ -15,9 +15,8 @@ that is about to exec the session's command (a forked child, or the launcher wit
 from __future__ import annotations
 
 import os
-import sys
 
-from bpfsession.errors import BpfSessionError, KernelError
+from bpfsession.errors import BpfSessionError, KernelError, warn
 from bpfsession.kernel import ns
 
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` bind-mounts named namespaces
@@ -105,7 +104,7 @@ def _remount_sys(target: Netns) -> None:
             try:
                 ns.move_mount(tree, path)
             except KernelError as err:
-                _warn(f"cannot keep bpffs at {path} inside the namespace: {err.strerror}")
+                warn(f"cannot keep bpffs at {path} inside the namespace: {err.strerror}")
     finally:
         for _, tree in kept:
             os.close(tree)
@@ -168,8 +167,6 @@ def _bind_etc(name: str) -> None:
         try:
             ns.mount(src, dst, "none", ns.MS_BIND)
         except KernelError as err:
-            _warn(f"bind {src} -> {dst} failed: {err.strerror}")
+            warn(f"bind {src} -> {dst} failed: {err.strerror}")
 
 
-def _warn(text: str) -> None:
-    sys.stderr.write(f"bpfsession: warning: {text}\n")

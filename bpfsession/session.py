@@ -26,7 +26,7 @@ import sys
 import time
 
 from bpfsession import init, registry, wire
-from bpfsession.errors import BpfSessionError, KernelError
+from bpfsession.errors import BpfSessionError, KernelError, warn
 
 TYPE_CHECKING = False  # typing's constant, without importing typing on the launch path
 if TYPE_CHECKING:
@@ -623,7 +623,7 @@ def _usable_run_dir(directory: str) -> bool:
     try:
         registry.ensure_dir(directory)
     except BpfSessionError as err:
-        _warn(f"{err.hint}; the session runs without a registry entry or control socket")
+        warn(f"{err.hint}; the session runs without a registry entry or control socket")
         return False
     return True
 
@@ -633,7 +633,7 @@ def _control_server(path: str, allowed: set[int], obj: str,
     try:
         return ControlServer(path, allowed, obj, maps)
     except BpfSessionError as err:
-        _warn(f"{err.hint}; `bpfsession attach` will have to use pidfd_getfd")
+        warn(f"{err.hint}; `bpfsession attach` will have to use pidfd_getfd")
         return None
 
 
@@ -642,13 +642,11 @@ def _register(directory: str, entry: dict) -> bool:
         registry.ensure_dir(directory)
         registry.write(directory, entry)
     except BpfSessionError as err:
-        _warn(f"{err.hint}; the session runs without a registry entry")
+        warn(f"{err.hint}; the session runs without a registry entry")
         return False
     return True
 
 
-def _warn(text: str) -> None:
-    sys.stderr.write(f"bpfsession: warning: {text}\n")
 
 
 def _now() -> str:
