@@ -87,7 +87,9 @@ class Veth:
 def veth(netns) -> Veth:
     """A veth pair: one end on the host, its peer (up, addressed) inside `netns`."""
     n = next(_subnet)
-    v = Veth(netns, uniq("bsh"), uniq("bsp"), f"10.213.{n}.1", f"10.213.{n}.2")
+    # The second octet from the pid: two test runs at once never share a host route.
+    net = f"10.{100 + os.getpid() % 150}.{n}"
+    v = Veth(netns, uniq("bsh"), uniq("bsp"), f"{net}.1", f"{net}.2")
     run(["ip", "link", "add", v.host_if, "type", "veth", "peer", "name", v.ns_if,
          "netns", netns])
     # No IPv6 on the test link: router solicitations and DAD would bump the counters of a

@@ -7,6 +7,7 @@ Update the snapshots after an intended change with `pytest --snapshot-update`.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from bpfsession.discover import Session, SessionMap, SessionProcess
@@ -74,9 +75,24 @@ def app(interval=None) -> BpfSessionApp:
     return BpfSessionApp(FixedSource(sessions(), ENTRIES, at=AT), interval=interval)
 
 
+async def until(pilot, predicate, what: str, timeout: float = 10.0) -> None:
+    """Wait for the state a snapshot photographs, then for the frame that shows it."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+def shown(pilot, table: str) -> dict:
+    return pilot.app.main.query_one(f"#{table}").shown
+
+
 async def scanned(pilot) -> None:
     await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await until(pilot, lambda: len(shown(pilot, "sessions")) == 4 and
+                len(shown(pilot, "maps")) == 2, "the scan's rows")
 
 
 def test_main_screen(snap_compare):
@@ -92,7 +108,9 @@ def test_processes_tab_of_second_session(snap_compare):
         await scanned(pilot)
         await pilot.press("down", "tab")  # the sessions table, then the detail tabs
         await pilot.press("right")
-        await pilot.pause()
+        await until(pilot, lambda: list(shown(pilot, "procs")) == ["2230"] and
+                    pilot.app.main.query_one("#detail-tabs").active == "tab-procs",
+                    "the second session's processes tab")
 
     assert snap_compare(app(), terminal_size=(100, 30), run_before=before)
 
@@ -101,7 +119,8 @@ def test_filtered_by_netns(snap_compare):
     async def before(pilot):
         await scanned(pilot)
         pilot.app.main.query_one("#netns").value = "red"
-        await pilot.pause()
+        await until(pilot, lambda: list(shown(pilot, "sessions")) == ["tc-2230"] and
+                    list(shown(pilot, "maps")) == ["5"], "the red session alone")
 
     assert snap_compare(app(), terminal_size=(100, 30), run_before=before)
 
@@ -111,7 +130,8 @@ def test_map_view(snap_compare):
         await scanned(pilot)
         await pilot.press("m")
         await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
+        await until(pilot, lambda: len(getattr(pilot.app.screen.query_one("#entries"),
+                                               "shown", {})) == 3, "the map's entries")
 
     assert snap_compare(app(), terminal_size=(100, 24), run_before=before)
 

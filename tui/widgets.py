@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -21,6 +22,14 @@ class KeyedTable(DataTable):
     `sync(rows)` shows exactly `rows`, in their order, by updating the cells that changed,
     removing rows that went and appending rows that came; the cursor stays on the row it
     was on, at the same place on screen.
+
+    Cells are plain text: a value from a sender or a process is never parsed as Rich markup.
+    Column widths are set here, from what the table holds, in the same step as the rows
+    change. DataTable measures new and updated cells only later, when idle, and its cell
+    render cache is keyed by an update counter that its idle re-measure does not bump: a
+    frame drawn in between kept values cut to the old width until the next change.
+    Setting widths together with add/remove/update (which all bump the counter) leaves
+    no such frame.
     """
 
     def __init__(self, columns: tuple[tuple[str, str], ...], **kw):
@@ -44,55 +53,49 @@ class KeyedTable(DataTable):
 
     def sync(self, new: dict[str, tuple[str, ...]]) -> None:
         old = self._shown
+        if new == old:
+            return
         selected = self.selected_key
         screen_offset = self.cursor_row - round(self.scroll_y)
         kept = [k for k in old if k in new]
         added = [k for k in new if k not in old]
-        changes = self._changed_cells(old, new, kept)
-        in_place = (list(new) == kept + added and len(old) - len(kept) < REBUILD_AT
-                    and changes is not None)
-        if in_place:
+        if list(new) == kept + added and len(old) - len(kept) < REBUILD_AT:
             for key in old:
                 if key not in new:
                     self.remove_row(key)
-            for key, col, value in changes:
-                self.update_cell(key, col, value)
+            for key in kept:
+                for (col, _), a, b in zip(self._columns, old[key], new[key], strict=True):
+                    if a != b:
+                        self.update_cell(key, col, _cell(b))
             for key in added:
-                self.add_row(*new[key], key=key)
+                self.add_row(*map(_cell, new[key]), key=key)
         else:
-            self._rebuild(new)
+            self.clear()
+            for key, cells in new.items():
+                self.add_row(*map(_cell, cells), key=key)
         self._shown = dict(new)
+        self._fit_columns()
         if selected in new:
             index = self.get_row_index(selected)
             if index != self.cursor_row:
                 self.move_cursor(row=index, scroll=False)
                 self.call_after_refresh(self._keep_offset, index, screen_offset)
 
-    def _changed_cells(self, old, new, kept) -> list[tuple[str, str, str]] | None:
-        """(row, column, value) of every cell that changed; None when one no longer fits
-        its column. (DataTable widens a column only after rows were drawn at the old width
-        and keeps those drawn rows cached: a rebuild draws them all afresh.)"""
-        out = []
-        for key in kept:
-            before, after = old[key], new[key]
-            if before == after:
-                continue
-            for (col, _), a, b in zip(self._columns, before, after, strict=True):
-                if a != b:
-                    if len(b) > self.columns[col].content_width:
-                        return None
-                    out.append((key, col, b))
-        return out
-
-    def _rebuild(self, new: dict[str, tuple[str, ...]]) -> None:
-        self.clear()
-        for col in self.columns.values():  # let columns shrink to what is shown now
-            col.content_width = len(col.label)
-        for key, cells in new.items():
-            self.add_row(*cells, key=key)
+    def _fit_columns(self) -> None:
+        """Each column exactly as wide as its widest cell or label (it shrinks, too)."""
+        for i, (key, label) in enumerate(self._columns):
+            width = max((cell_len(cells[i]) for cells in self._shown.values()),
+                        default=0)
+            self.columns[key].content_width = max(width, cell_len(label))
+        self._require_update_dimensions = True  # the virtual (scrollable) width, when idle
+        self.refresh(layout=True)
 
     def _keep_offset(self, index: int, screen_offset: int) -> None:
         self.scroll_to(y=max(0, index - screen_offset), animate=False)
+
+
+def _cell(value: str) -> Text:
+    return Text(value, no_wrap=True, end="")
 
 
 class SessionsTable(KeyedTable):
