@@ -20,4 +20,4 @@ def test_names_that_are_not_entry_variables():
     for var in ("BPF_MAP_12", "BPF_MAP", "BPF_NUM_MAPS", "BPF_MAPx", "BPF_MAP١"):
         assert mapenv.entry_id(var) is None
     assert mapenv.entry_fds({"BPF_MAP0": "x", "BPF_MAP1": "-1", "BPF_MAP2": "9"}) == {2: 9}
-    assert mapenv.name_var("ünï-x") == "BPF_MAP____X"
+    assert mapenv.name_var("ünï-x") == "BPF_MAP__N__X"
