@@ -43,7 +43,8 @@ def header(version: int, total: int, obj: bytes) -> bytes:
 
 @st.composite
 def coherent(draw):
-    """Mostly well-formed datagrams with one thing (or nothing) wrong: reaches every check."""
+    """Mostly well-formed datagrams, in any of the four entry layouts, with one thing (or
+    nothing) wrong: reaches every check."""
     n = draw(st.integers(1, 70))
     total = draw(st.sampled_from([n, n, n, n + 1, max(n - 1, 0), 0, 200]))
     version = draw(st.sampled_from([1, 1, 1, 1, 1, 1, 0, 2]))
@@ -51,9 +52,12 @@ def coherent(draw):
     ids = [first + i for i in range(n)]
     if draw(st.integers(0, 9)) == 0:
         ids[-1] = ids[0]  # a duplicate entry id
+    layout = draw(st.sampled_from(sorted(wire.LAYOUTS)))  # every entry size iproute2 shipped
     body = header(version, total, draw(st.binary(max_size=64))) + b"".join(
-        wire.MapEntry(type=2, size_key=4, size_value=4, max_elem=1, id=i).pack() for i in ids)
-    cut = draw(st.sampled_from([0, 0, 0, 0, 0, 0, 1, 35]))
+        wire.MapEntry(type=2, size_key=4, size_value=4, max_elem=1, id=i).pack(layout)
+        for i in ids)
+    event(f"layout {layout}")
+    cut = draw(st.sampled_from([0, 0, 0, 0, 0, 0, 1, layout - 1, 4]))
     nfds = draw(st.sampled_from([n, n, n, n, n, max(n - 1, 0), n + 1, 0]))
     kinds = draw(st.lists(st.sampled_from(["map"] * 12 + ["pipe", "null", "sock"]),
                           min_size=nfds, max_size=nfds))

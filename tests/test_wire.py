@@ -43,20 +43,76 @@ def test_pack_splits_at_64_and_repeats_the_total():
     grams = wire.pack("o" * 80, entries)
     assert [(len(g) - 88) // 36 for g in grams] == [64, 64, 2]
     for g in grams:
-        header, _ = wire.unpack(g)
+        header, _ = wire.unpack(g, (len(g) - 88) // 36)
         assert header.total == 130
         assert header.obj == "o" * 63  # strlcpy into char[64]: NUL-terminated
-    assert [e.id for g in grams for e in wire.unpack(g)[1]] == list(range(130))
+    assert [e.id for g in grams for e in wire.unpack(g, (len(g) - 88) // 36)[1]] == \
+        list(range(130))
 
 
 @pytest.mark.parametrize("data, message", [
     (b"\x01\x00", "truncated datagram: 2 bytes"),
-    (RECORDED[:-1], "not a multiple of 36"),
+    (RECORDED[:-1], "35 bytes of map entries with 1 fds are not 1 entries"),
+    (RECORDED + b"\0" * 4, "40 bytes of map entries with 1 fds"),
     (b"\x02\x00" + RECORDED[2:], "unsupported bpf_scm version 2"),
 ])
 def test_unpack_rejects(data, message):
     with pytest.raises(wire.WireError, match=message):
-        wire.unpack(data)
+        wire.unpack(data, 1)
+
+
+# --- every layout iproute2 shipped ----------------------------------------------------
+
+# The same entry as RECORDED in the older layouts (include/bpf_elf.h of 4.1, 4.5, 4.6).
+RECORDED_ENTRY = {
+    20: "01000000" "04000000" "08000000" "10000000" "07000000",  # type key value max id
+    24: "01000000" "04000000" "08000000" "10000000" "07000000" "02000000",  # + pinning
+    28: "01000000" "04000000" "08000000" "10000000" "00000000" "07000000" "02000000",
+    36: RECORDED[88:].hex(),
+}
+
+
+@pytest.mark.parametrize("layout", [20, 24, 28, 36])
+def test_each_layout_against_recorded_bytes(layout):
+    entry = wire.MapEntry(type=1, size_key=4, size_value=8, max_elem=16, id=7, pinning=2)
+    data = RECORDED[:88] + bytes.fromhex(RECORDED_ENTRY[layout])
+    assert len(data) == 88 + layout
+    assert wire.pack("prog", [entry], st=(0x0102, 0x0304), layout=layout) == [data]
+    header, entries = wire.unpack(data, 1)
+    assert header.layout == layout and (header.st_dev, header.st_ino) == (0x0102, 0x0304)
+    # the fields a layout lacks come back as 0
+    assert entries == [entry._replace(pinning=2 if layout > 20 else 0)]
+
+
+def test_fields_a_layout_lacks_are_zero_and_the_rest_keep_their_order():
+    entry = wire.MapEntry(*range(1, 10))  # every field distinct: 1..9
+    for layout, fields in wire.LAYOUTS.items():
+        (got,) = wire.unpack(wire.pack("o", [entry], layout=layout)[0], 1)[1]
+        assert {f: v for f, v in got._asdict().items() if v} == \
+            {f: getattr(entry, f) for f in fields}
+
+
+def test_iproute2_4_1_three_maps_is_one_148_byte_datagram():
+    entries = [wire.MapEntry(type=2, size_key=4, size_value=8, max_elem=1, id=i)
+               for i in range(3)]
+    (data,) = wire.pack("tc41", entries, layout=20)
+    assert len(data) == 148
+    header, got = wire.unpack(data, 3)
+    assert header.layout == 20 and got == entries
+
+
+def test_the_fd_count_tells_layouts_apart():
+    # 180 bytes of entries: nine of 20 bytes or five of 36; the fds decide.
+    nine = wire.pack("x", [wire.MapEntry(id=i) for i in range(9)], layout=20)[0]
+    five = wire.pack("x", [wire.MapEntry(id=i) for i in range(5)], layout=36)[0]
+    assert len(nine) == len(five)
+    assert wire.unpack(nine, 9)[0].layout == 20
+    assert wire.unpack(five, 5)[0].layout == 36
+
+
+def test_unknown_layout_is_refused():
+    with pytest.raises(wire.WireError, match="unknown bpf_scm entry layout 32"):
+        wire.pack("x", [wire.MapEntry()], layout=32)
 
 
 # --- the real socket ------------------------------------------------------------------
@@ -106,6 +162,26 @@ def test_receive_more_than_64_maps(uds, make_map):
             handoff.close()
 
 
+@pytest.mark.parametrize("layout", [20, 24, 28, 36])
+def test_receive_every_layout(uds, make_map, layout):
+    fds = [make_map("array", value_size=4, max_entries=1) for _ in range(65)]
+    pairs = [(wire.MapEntry(*range(i, i + 9))._replace(id=100 + i), fd)
+             for i, fd in enumerate(fds)]
+    with wire.Listener(uds) as lst:
+        wire.send_maps(uds, "old", pairs, st=(5, 6), layout=layout)
+        handoff = wire.receive(lst, {0}, timeout=5)
+        try:
+            assert handoff.layout == layout
+            assert (handoff.st_dev, handoff.st_ino) == (5, 6)
+            fields = wire.LAYOUTS[layout]
+            assert handoff.entries == [
+                wire.MapEntry(**{f: getattr(e, f) for f in fields}) for e, _ in pairs]
+            assert [bpf.map_info(fd).id for fd in handoff.fds] == \
+                [bpf.map_info(fd).id for fd in fds]
+        finally:
+            handoff.close()
+
+
 def _bad(uds, send, timeout=2.0):
     before = open_fds()
     with wire.Listener(uds) as lst:
@@ -121,7 +197,7 @@ def test_entry_fd_count_mismatch(uds, make_map):
     a, b = make_map(), make_map()
     payload = wire.pack("x", [wire.MapEntry(id=0), wire.MapEntry(id=1)])[0]
     hint = _bad(uds, lambda: _raw_send(uds, payload, [a]))
-    assert "2 map entries but 1 fds" in hint
+    assert "72 bytes of map entries with 1 fds are not 1 entries" in hint
     assert bpf.map_info(b).id  # the sender's maps are untouched
 
 
@@ -155,6 +231,28 @@ def test_second_datagram_must_agree(uds, make_map):
         _raw_send(uds, second, [b])
 
     assert "disagrees with the first" in _bad(uds, send)
+
+
+def test_one_handoff_uses_one_layout(uds, make_map):
+    a, b = make_map(), make_map()
+    entries = [wire.MapEntry(id=0), wire.MapEntry(id=1)]
+    first = wire.pack("x", entries, layout=36)[0][: 88 + 36]  # total 2, carries 1
+    second = wire.pack("x", entries[1:], layout=28)[0]
+    second = first[:88] + second[88:]
+
+    def send():
+        _raw_send(uds, first, [a])
+        _raw_send(uds, second, [b])
+
+    assert "has 28-byte map entries, the first had 36" in _bad(uds, send)
+
+
+def test_entry_count_must_agree_with_the_header(uds, make_map):
+    # five 36-byte entries declared, nine fds: read as nine 20-byte entries, more than 5
+    fds = [make_map() for _ in range(9)]
+    payload = wire.pack("x", [wire.MapEntry(id=i) for i in range(5)])[0]
+    hint = _bad(uds, lambda: _raw_send(uds, payload, fds))
+    assert "brings the count to 9, more than the declared total 5" in hint
 
 
 def test_duplicate_entry_ids(uds, make_map):
