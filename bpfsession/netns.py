@@ -53,8 +53,14 @@ def resolve(arg: str) -> Netns:
         there = f"there are: {', '.join(names)}" if names else "there are none"
         raise BpfSessionError(f"network namespace '{arg}' not found in {NETNS_RUN_DIR} "
                               f"({there}); create it with `ip netns add {arg}` or give a path")
-    if not os.path.exists(arg):
-        raise BpfSessionError(f"network namespace file {arg} does not exist")
+    try:
+        os.stat(arg)
+    except FileNotFoundError:
+        raise BpfSessionError(f"network namespace file {arg} does not exist") from None
+    except OSError as err:  # e.g. EACCES: /proc/PID/ns/* of a process we may not inspect
+        raise BpfSessionError(f"cannot use network namespace file {arg}: {err.strerror} "
+                              "(give a name from `ip netns list` or a path you may open)") \
+            from None
     return Netns(arg, arg, None)
 
 

@@ -220,6 +220,10 @@ def connect_receiver(path: str, to_uids: Iterable[int] = ()) -> socket.socket:
         raise WireError(f"cannot open {path}: {err.strerror}") from None
     try:
         st = os.fstat(fd)
+        if stat.S_ISLNK(st.st_mode):
+            raise WireError(f"{path} is a symbolic link: give the socket's own path (send "
+                            "does not follow links, so that the socket it checks is the one "
+                            "it connects to)")
         if not stat.S_ISSOCK(st.st_mode):
             raise WireError(f"{path} is {_file_kind(st.st_mode)}, not a receiver's socket: "
                             "give the path the receiver bound (`new imp UDS`, `tc exec bpf "
@@ -260,8 +264,6 @@ def _file_kind(mode: int) -> str:
         return "a directory"
     if stat.S_ISREG(mode):
         return "a regular file"
-    if stat.S_ISLNK(mode):
-        return "a symbolic link (not followed: give the socket's own path)"
     return "a device or fifo"
 
 
@@ -290,7 +292,8 @@ class Listener:
             raise WireError(f"directory {directory} does not exist (is the shared volume "
                             "mounted?)")
         if len(os.fsencode(path)) >= 108:
-            raise WireError(f"socket path too long for AF_UNIX (max 107 bytes): {path}")
+            raise WireError(f"socket path too long for AF_UNIX (max 107 bytes): {path}; "
+                            "choose a shorter path")
         self._clear_stale()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:

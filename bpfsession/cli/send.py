@@ -25,15 +25,44 @@ class _SourceAction(argparse.Action):
         namespace.sources = sources
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _uid(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a numeric uid: `id -u {text}` tells it")
+    return int(text)
+
+
 def register(sub) -> None:
+    from bpfsession.wire import DEFAULT_LAYOUT, DEFAULT_SEND_TIMEOUT, LAYOUTS
+
     p = sub.add_parser(
         "send", help="send maps (by id, pin, prog, tc filter or session) to UDS",
-        usage="bpfsession send UDS [--obj NAME] [--netns NETNS] SOURCE...",
+        usage="bpfsession send UDS [--obj NAME] [--netns NETNS] [--timeout SECONDS] "
+              "[--to-uid UID]... [--layout 20|24|28|36] SOURCE...",
         description="SOURCE := --map-id ID | --pinned PATH | --prog-id ID | "
                     "--dev IFACE (--ingress|--egress) | --session SESSION")
     p.add_argument("uds", metavar="UDS", help="the receiver's socket path")
     p.add_argument("--obj", help="object name to announce (default: from the sources)")
     p.add_argument("--netns", help="network namespace of --dev (name or path)")
+    p.add_argument("--timeout", type=_seconds, default=DEFAULT_SEND_TIMEOUT, metavar="SECONDS",
+                   help=f"give up when the receiver has not taken every map within SECONDS "
+                        f"(default {DEFAULT_SEND_TIMEOUT:g})")
+    p.add_argument("--to-uid", type=_uid, action="append", default=[], metavar="UID",
+                   help="also send to a receiver whose socket belongs to UID (repeatable; "
+                        "root's and your own are always accepted)")
+    p.add_argument("--layout", type=int, choices=sorted(LAYOUTS), default=DEFAULT_LAYOUT,
+                   metavar="20|24|28|36",
+                   help="map entry size for receivers built against older iproute2: 20 "
+                        "(4.1-4.4), 24 (4.5), 28 (4.6-4.12), 36 (4.13 and later, default)")
     p.add_argument("-j", "--json", action="store_true", help="report what was sent as JSON")
     src = p.add_argument_group("sources (repeatable, in order)")
     src.add_argument("--map-id", action=_SourceAction, metavar="ID")
@@ -48,17 +77,21 @@ def register(sub) -> None:
 
 def run(args) -> int:
     import json
+    import os
 
     from bpfsession.send import send
 
     netns_path = None
     if args.netns:
-        from bpfsession.netns import resolve
+        from bpfsession import netns
 
-        netns_path = resolve(args.netns).path
-    obj, infos = send(args.uds, args.sources, args.obj, netns_path)
+        target = netns.resolve(args.netns)
+        os.close(netns.open_netns(target))  # one line now if it is no network namespace
+        netns_path = target.path
+    obj, sent = send(args.uds, args.sources, args.obj, netns_path, args.layout, args.to_uid,
+                     args.timeout)
     if args.json:
-        print(json.dumps({"obj": obj, "uds": args.uds, "maps": [
-            {"env": f"BPF_MAP{i}", "id": m.id, "name": m.name, "type": m.type_name}
-            for i, m in enumerate(infos)]}))
+        print(json.dumps({"obj": obj, "uds": args.uds, "layout": args.layout, "maps": [
+            {"env": f"BPF_MAP{e.id}", "id": m.id, "name": m.name, "type": m.type_name}
+            for e, m in sent]}))
     return 0
