@@ -74,7 +74,9 @@ class SessionMap(_Record):
         "key_size", "value_size", "max_entries", "memlock",  # int
         "frozen",  # bool
         "flags",  # int: map_flags
+        "sender",  # (flags, pinning, inner_id, inner_idx) of the sender's entry, or None
     )
+    _defaults = {"sender": None}
     env: list[str]
     fd: int
     id: int
@@ -86,6 +88,7 @@ class SessionMap(_Record):
     memlock: int
     frozen: bool
     flags: int
+    sender: tuple[int, int, int, int] | None
 
 
 class SessionProcess(_Record):
@@ -107,8 +110,8 @@ class Session(_Record):
 
     __slots__ = ("id", "name", "pid", "supervisor", "uid", "netns", "netns_path", "obj",
                  "command", "started", "maps", "processes", "registered", "control",
-                 "allow_uids", "socket", "env")
-    _defaults = {"socket": None, "env": dict}
+                 "allow_uids", "socket", "env", "wire_layout", "obj_st")
+    _defaults = {"socket": None, "env": dict, "wire_layout": None, "obj_st": None}
     id: str
     name: str
     pid: int  # the root process
@@ -126,6 +129,8 @@ class Session(_Record):
     allow_uids: list[int]
     socket: str | None
     env: dict[str, str]
+    wire_layout: int | None  # the hand-off's bpf_scm entry size, from the registry
+    obj_st: tuple[int, int] | None  # (st_dev, st_ino) of the sender's header
 
     @property
     def map_ids(self) -> set[int]:
@@ -419,7 +424,7 @@ def _session_maps(root: _Proc, scan: _Scan, reg: dict | None) -> list[SessionMap
             value_size=int(info.get("value_size", "0")),
             max_entries=int(info.get("max_entries", "0")),
             memlock=int(info.get("memlock", "0")), frozen=info.get("frozen", "0") != "0",
-            flags=int(info.get("map_flags", "0"), 16)))
+            flags=int(info.get("map_flags", "0"), 16), sender=_sender(record)))
     if not maps and reg is not None:
         maps = _registry_maps(reg, scan)
     return maps
@@ -440,8 +445,36 @@ def _registry_maps(reg: dict, scan: _Scan) -> list[SessionMap]:
             type=info.type_name if info else "", key_size=info.key_size if info else 0,
             value_size=info.value_size if info else 0,
             max_entries=info.max_entries if info else 0, memlock=0, frozen=False,
-            flags=info.flags if info else 0))
+            flags=info.flags if info else 0, sender=_sender(m)))
     return maps
+
+
+# wire.LAYOUTS' entry sizes (wire is not imported on `list`'s path: ~6 ms);
+# tests/test_send_session.py checks that the two agree.
+WIRE_LAYOUTS = (20, 24, 28, 36)
+_SENDER_FIELDS = ("flags", "pinning", "inner_id", "inner_idx")
+
+
+def _uint(value, bits: int) -> bool:
+    return type(value) is int and 0 <= value < 1 << bits
+
+
+def _sender(record: dict) -> tuple[int, int, int, int] | None:
+    """The sender's entry fields a registry map record kept, or None (not kept, malformed)."""
+    kept = record.get("sender")
+    if not isinstance(kept, dict):
+        return None
+    values = tuple(kept.get(k) for k in _SENDER_FIELDS)
+    return values if all(_uint(v, 32) for v in values) else None  # type: ignore[return-value]
+
+
+def _wire_fields(reg: dict) -> tuple[int | None, tuple[int, int] | None]:
+    """(wire_layout, obj_st) from a registry entry; None for what it lacks or garbles."""
+    layout = reg.get("wire_layout")
+    st = reg.get("obj_st")
+    return (layout if type(layout) is int and layout in WIRE_LAYOUTS else None,
+            (st[0], st[1]) if isinstance(st, list) and len(st) == 2
+            and all(_uint(v, 64) for v in st) else None)
 
 
 def _type_name(value: int) -> str:
@@ -472,13 +505,14 @@ def _build(root: _Proc, members: list[_Proc], scan: _Scan, reg: dict | None) -> 
     sup = reg.get("supervisor")
     if not isinstance(sup, int) or sup <= 0 or sup == root.pid:
         sup = None  # `new --exec`: the command is its own registrant, nobody supervises
+    layout, obj_st = _wire_fields(reg)
     return Session(
         id=sid, name=name, pid=root.pid, supervisor=sup, uid=uid, netns=netns,
         netns_path=netns_path, obj=obj, command=command,
         started=started, maps=_session_maps(root, scan, reg or None),
         processes=[_process(p) for p in members], registered=bool(reg),
         control=reg.get("control"), allow_uids=[int(u) for u in reg.get("allow_uids", [])],
-        socket=reg.get("socket"), env=dict(env))
+        socket=reg.get("socket"), env=dict(env), wire_layout=layout, obj_st=obj_st)
 
 
 def _live_entries(run_dir: str | None) -> dict[int, dict]:
@@ -629,7 +663,7 @@ def session_json(s: Session) -> dict:
                   "frozen": m.frozen, "flags": m.flags} for m in s.maps],
         "supervisor": s.supervisor, "uid": s.uid, "netns_path": s.netns_path,
         "registered": s.registered, "control": s.control, "socket": s.socket,
-        "allow_uids": s.allow_uids,
+        "allow_uids": s.allow_uids, "wire_layout": s.wire_layout,
         "processes": [{"pid": p.pid, "ppid": p.ppid, "comm": p.comm, "cmdline": p.cmdline,
                        "maps": {str(fd): i for fd, i in sorted(p.map_fds.items())}}
                       for p in s.processes],

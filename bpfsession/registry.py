@@ -6,7 +6,8 @@ supervisor killed with SIGKILL cannot clean up). Readers use read_all().
 
 Entry keys: id, name, pid (the session's root process), supervisor, supervisor_start
 (its start time in clock ticks, /proc/PID/stat field 22, to survive pid reuse), uid,
-allow_uids, netns, netns_path, socket, control, obj, command, started, maps.
+allow_uids, netns, netns_path, socket, control, obj, command, started, maps, wire_layout
+(the hand-off's entry size), obj_st ([st_dev, st_ino] as the sender's header said).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """`send`: resolve map sources to fds and hand them over in bpf_scm v1 format.
 
-With libbpf-built iproute2, `tc filter add ... exp UDS` sends nothing for modern (BTF-map)
-objects (FACTS.md), so this is the sender for them: it takes maps that are already loaded,
-by map id, pinned path, program id, or the tc filter on a device.
+With libbpf-built iproute2, `tc filter add ... exp UDS` loads the program and then sends
+nothing for modern (BTF-map) objects (its legacy map table stays empty; docs/send.md), so
+this is the sender for them: it takes maps that are already loaded, by map id, pinned
+path, program id, the tc filter on a device, or a live session. It sends only to a
+receiver whose socket belongs to root, the caller or a --to-uid (wire.connect_receiver).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bpfsession import wire
 from bpfsession.errors import BpfSessionError, KernelError
@@ -31,16 +33,23 @@ class Source:
 
 @dataclass
 class Collected:
-    """Map fds gathered from the sources, in order, deduplicated by kernel map id."""
+    """Map fds gathered from the sources, in order, deduplicated by kernel map id.
+
+    `kept`: for maps taken from a session, fd -> the entry that session was handed (its
+    id and the sender's flags, pinning, inner_id, inner_idx); `st`: the session's obj_st.
+    """
 
     fds: FdSet
     obj_hint: str | None = None
+    kept: dict[int, wire.MapEntry] = field(default_factory=dict)
+    st: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         self._ids: set[int] = set()
 
-    def add(self, fd: int) -> None:
-        """Take ownership of `fd`; a map already collected is closed and skipped."""
+    def add(self, fd: int) -> int | None:
+        """Take ownership of `fd`; its kernel map id, or None when that map was already
+        collected (the fd is then closed and skipped)."""
         try:
             map_id = bpf.map_info(fd).id
         except BaseException:
@@ -48,9 +57,10 @@ class Collected:
             raise
         if map_id in self._ids:
             os.close(fd)
-            return
+            return None
         self._ids.add(map_id)
         self.fds.add(fd)
+        return map_id
 
 
 def _kernel_hint(err: KernelError, what: str) -> BpfSessionError:
@@ -138,15 +148,29 @@ def collect(sources: Sequence[Source], netns_path: str | None = None) -> Collect
 
 
 def _session_maps(out: Collected, spec: str) -> str | None:
+    """The session's maps, each with the entry it was handed: its id from the session,
+    the sender's other fields from the registry (else what the hand-on carried: the
+    kernel's flags and zeros for a session without a registry entry)."""
     from bpfsession import attach, discover
 
-    obj, maps = attach.fetch_maps(discover.find(spec))
-    pending = [fd for _, fd in maps]
+    session = discover.find(spec)
+    obj, maps = attach.fetch_maps(session)
+    kept = {m.id: m.sender for m in session.maps if m.sender is not None}
+    pending = list(maps)
     try:
         while pending:
-            out.add(pending.pop(0))
+            entry, fd = pending.pop(0)
+            map_id = out.add(fd)
+            if map_id is None:
+                continue
+            flags, pinning, inner_id, inner_idx = kept.get(map_id) or \
+                (entry.flags, entry.pinning, entry.inner_id, entry.inner_idx)
+            out.kept[fd] = entry._replace(flags=flags, pinning=pinning, inner_id=inner_id,
+                                          inner_idx=inner_idx)
     finally:
-        FdSet(pending).close()
+        FdSet(fd for _, fd in pending).close()
+    if session.obj_st is not None:
+        out.st = session.obj_st
     return obj
 
 
@@ -163,9 +187,33 @@ def entry_for(info: bpf.MapInfo, entry_id: int) -> wire.MapEntry:
                          max_elem=info.max_entries, flags=info.flags, id=entry_id)
 
 
+def entries_for(collected: Collected, infos: list[bpf.MapInfo],
+                alone: bool) -> list[wire.MapEntry]:
+    """The entries to send: type and sizes from the kernel; a session's maps keep the
+    sender's flags, pinning, inner_id and inner_idx, and, when that session is the only
+    source (`alone`), their entry ids too. Otherwise ids are 0..n-1 in order."""
+    entries = []
+    for i, (info, fd) in enumerate(zip(infos, collected.fds, strict=True)):
+        entry = entry_for(info, i)
+        kept = collected.kept.get(fd)
+        if kept is not None:
+            entry = entry._replace(id=kept.id if alone else i, flags=kept.flags,
+                                   pinning=kept.pinning, inner_id=kept.inner_id,
+                                   inner_idx=kept.inner_idx)
+        entries.append(entry)
+    return entries
+
+
 def send(uds: str, sources: Sequence[Source], obj: str | None = None,
-         netns_path: str | None = None) -> tuple[str, list[bpf.MapInfo]]:
-    """Collect, send (entry ids 0..n-1 in order), close; returns the obj name and the maps."""
+         netns_path: str | None = None, layout: int = wire.DEFAULT_LAYOUT,
+         to_uids: Sequence[int] = (), timeout: float | None = wire.DEFAULT_SEND_TIMEOUT,
+         ) -> tuple[str, list[tuple[wire.MapEntry, bpf.MapInfo]]]:
+    """Collect, send, close; returns the obj name and what was sent, (entry, map) pairs.
+
+    `send --session S` alone passes S's hand-off on as S received it (entry ids, the
+    sender's entry fields, the header's obj_st); mixed sources are renumbered 0..n-1 and
+    announce obj_st 0/0.
+    """
     if not sources:
         raise BpfSessionError("no SOURCE given: --map-id, --pinned, --prog-id, --dev or "
                               "--session")
@@ -173,9 +221,10 @@ def send(uds: str, sources: Sequence[Source], obj: str | None = None,
     try:
         infos = [bpf.map_info(fd) for fd in collected.fds]
         name = obj or collected.obj_hint or "bpfsession"
-        pairs = zip(infos, collected.fds, strict=True)
-        wire.send_maps(uds, name, [(entry_for(info, i), fd)
-                                   for i, (info, fd) in enumerate(pairs)])
+        alone = len(sources) == 1 and sources[0].kind == "session"
+        entries = entries_for(collected, infos, alone)
+        wire.send_maps(uds, name, list(zip(entries, collected.fds, strict=True)),
+                       collected.st if alone else (0, 0), layout, to_uids, timeout)
     finally:
         collected.fds.close()
-    return name, infos
+    return name, list(zip(entries, infos, strict=True))

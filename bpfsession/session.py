@@ -162,17 +162,22 @@ class SessionMap:
         return f"BPF_MAP{self.entry.id}"
 
     def record(self) -> dict:
-        """The registry's (and `list -j`'s) shape of a map."""
+        """The registry's (and `list -j`'s) shape of a map; `sender`: what the sender's
+        entry said beyond type and sizes, kept for `send --session` to pass on."""
+        e = self.entry
         return {"env": self.env, "fd": self.child_fd, "id": self.info.id,
                 "name": self.info.name, "type": self.info.type_name,
                 "key_size": self.info.key_size, "value_size": self.info.value_size,
-                "max_entries": self.info.max_entries}
+                "max_entries": self.info.max_entries,
+                "sender": {"flags": e.flags, "pinning": e.pinning, "inner_id": e.inner_id,
+                           "inner_idx": e.inner_idx}}
 
     def wire_entry(self) -> wire.MapEntry:
-        """The entry to hand on (attach): the sender's id, the kernel's type and sizes."""
+        """The entry to hand on (attach): the kernel's type and sizes, the rest (id, flags,
+        pinning, inner_id, inner_idx) as the sender said it."""
         e, i = self.entry, self.info
         return wire.MapEntry(type=i.type, size_key=i.key_size, size_value=i.value_size,
-                             max_elem=i.max_entries, flags=i.flags, id=e.id, pinning=e.pinning,
+                             max_elem=i.max_entries, flags=e.flags, id=e.id, pinning=e.pinning,
                              inner_id=e.inner_id, inner_idx=e.inner_idx)
 
 
@@ -559,6 +564,7 @@ def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: i
         "netns_path": target.path if target else None, "socket": os.path.abspath(cfg.uds),
         "control": registry.control_path(cfg.run_dir, session_id), "obj": handoff.obj,
         "command": argv, "started": _now(), "maps": [m.record() for m in maps],
+        "wire_layout": handoff.layout, "obj_st": [handoff.st_dev, handoff.st_ino],
     }
     if cfg.exec_:
         return _exec(cfg, launch, entry)

@@ -125,7 +125,9 @@ class Sessions:
             s.launcher.kill()
             raise AssertionError(f"no receiver came up: {s.launcher.communicate()[1]}") \
                 from None
-        wire.send_maps(s.uds, obj, [(wire.MapEntry(id=i), fd) for i, fd in enumerate(maps)])
+        # the receiver may run as another user (`user=`): this test started it, trust it
+        wire.send_maps(s.uds, obj, [(wire.MapEntry(id=i), fd) for i, fd in enumerate(maps)],
+                       to_uids=[os.stat(s.uds).st_uid])
         if s.kind == "tc":
             wait_for(lambda: set(map_ids_of(s.root).values()) == set(s.map_ids),
                      what="the session's command to hold the maps")

@@ -118,7 +118,10 @@ def test_registry_entry_while_running_and_gone_after(launch, make_map, uds, run_
     assert st.st_mode & 0o777 == 0o644
     assert entry["maps"] == [{"env": "BPF_MAP0", "fd": 3, "id": _ids(fds)[0],
                               "name": "proto_stats", "type": "hash", "key_size": 4,
-                              "value_size": 8, "max_entries": 16}]
+                              "value_size": 8, "max_entries": 16,
+                              "sender": {"flags": 0, "pinning": 0, "inner_id": 0,
+                                         "inner_idx": 0}}]
+    assert entry["wire_layout"] == 36 and entry["obj_st"] == [0, 0]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", entry["started"])
     comm = open(f"/proc/{proc.pid}/comm").read().strip()
     assert comm == "bpfsession: reg"
