@@ -125,7 +125,8 @@ async def test_bpfsession_new_session_row(new_session, run_dir, make_map):
         maps = detail_table(app, "maps")
         await until(pilot, lambda: {r[2] for r in maps.shown.values()} == {str(i) for i in ids},
                     what="the new session's map ids")
-        assert "supervisor" in str(app.main.query_one("#detail-title").render())
+        title = str(app.main.query_one("#detail-title").render())
+        assert "supervisor" in title and "wire 36-byte entries" in title
 
 
 @aio

@@ -130,7 +130,8 @@ class DetailPane(Vertical):
         sup = f"supervisor {s.supervisor}" if s.supervisor else "no supervisor"
         title.update(Text.assemble(
             (s.name, "bold"), f"  id {s.id}  pid {s.pid}  {sup}  uid {s.uid}  "
-            f"netns {s.netns or 'host'}  obj {s.obj or '-'}"))
+            f"netns {s.netns or 'host'}  obj {s.obj or '-'}",
+            f"  wire {s.wire_layout}-byte entries" if s.wire_layout else ""))
         maps.sync({str(m.fd): rows.map_row(m) for m in s.maps})
         procs.sync({str(p.pid): rows.process_row(p) for p in s.processes})
         env.update(Text(rows.env_lines(s).rstrip("\n") or "(no BPF_* variables)"))
