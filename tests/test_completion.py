@@ -202,3 +202,8 @@ def test_live_session_names_and_their_map_names(complete, tc_session):
 def test_map_type_layouts(complete):
     assert complete("map", "dump", "id", "3", "--key-type", "u32,u1") == ["u32,u16"]
     assert complete("map", "lookup", "--value-type", "s") == ["s8", "s16", "s32", "s64"]
+
+
+def test_send_layout_values(complete):
+    assert complete("send", "/tmp/u", "--layout", "2") == ["20", "24", "28"]
+    assert complete("send", "/tmp/u", "--la") == ["--layout"]
