@@ -3,6 +3,7 @@ reading, paths that are no socket at all. Every refusal is one line, nothing is 
 
 from __future__ import annotations
 
+import array
 import os
 import signal
 import socket
@@ -233,3 +234,25 @@ def test_send_times_out_on_a_stopped_receiver(uds, launch, make_map):
 def _state(pid: int) -> str:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rpartition(")")[2].split()[0]
+
+
+def test_the_checked_socket_is_the_one_connected(short_tmp, nobody_dir):
+    """What the owner check rests on: once UDS is opened with O_PATH, replacing the path
+    (here by uid 65534's socket, renamed over it) does not change where /proc/self/fd/N
+    connects."""
+    mine = Receiver(str(short_tmp))
+    theirs = Receiver(nobody_dir, as_user(NOBODY))
+    fd = os.open(mine.path, os.O_PATH | os.O_NOFOLLOW)
+    try:
+        os.rename(theirs.path, mine.path)  # the swap, between check and connect
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(f"/proc/self/fd/{fd}")
+            r, w = os.pipe()
+            s.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [r]))])
+            os.close(r)
+            os.close(w)
+        assert mine.fds_waiting() == 1 and theirs.fds_waiting() == 0
+    finally:
+        os.close(fd)
+        mine.close()
+        theirs.close()
