@@ -157,8 +157,9 @@ def unpack(data: bytes, count: int | None = None) -> tuple[Header, list[MapEntry
         raise WireError(f"bad datagram: {body} bytes of map entries but no fds")
     size, rest = divmod(body, count)
     if rest or size not in LAYOUTS:
-        raise WireError(f"bad datagram: {body} bytes of map entries with {count} fds are not "
-                        f"{count} entries (one per fd) of {_LAYOUT_NAMES} bytes")
+        fds = "1 fd" if count == 1 else f"{count} fds"
+        raise WireError(f"bad datagram: {body} bytes of map entries with {fds} are not one "
+                        f"entry of {_LAYOUT_NAMES} bytes per fd")
     entries = [_unpack_entry(size, data, HEADER.size + i * size) for i in range(count)]
     return Header(ver, total, obj, dev, ino, size), entries
 
@@ -188,7 +189,7 @@ def send_maps(path: str, obj: str, maps: Sequence[tuple[MapEntry, int]],
                 sock.settimeout(max(deadline - time.monotonic(), 0.0))
             try:
                 sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, chunk)])
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):  # BlockingIOError: no time was left
                 raise WireError(f"timed out after {timeout:g} s sending to {path}: the "
                                 f"receiver is not reading (stopped?); {i * MAX_FDS} of "
                                 f"{len(fds)} maps were sent (raise --timeout or check the "

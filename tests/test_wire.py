@@ -52,8 +52,8 @@ def test_pack_splits_at_64_and_repeats_the_total():
 
 @pytest.mark.parametrize("data, message", [
     (b"\x01\x00", "truncated datagram: 2 bytes"),
-    (RECORDED[:-1], "35 bytes of map entries with 1 fds are not 1 entries"),
-    (RECORDED + b"\0" * 4, "40 bytes of map entries with 1 fds"),
+    (RECORDED[:-1], "35 bytes of map entries with 1 fd are not one entry of 20, 24, 28 "),
+    (RECORDED + b"\0" * 4, "40 bytes of map entries with 1 fd are not"),
     (b"\x02\x00" + RECORDED[2:], "unsupported bpf_scm version 2"),
 ])
 def test_unpack_rejects(data, message):
@@ -197,7 +197,7 @@ def test_entry_fd_count_mismatch(uds, make_map):
     a, b = make_map(), make_map()
     payload = wire.pack("x", [wire.MapEntry(id=0), wire.MapEntry(id=1)])[0]
     hint = _bad(uds, lambda: _raw_send(uds, payload, [a]))
-    assert "72 bytes of map entries with 1 fds are not 1 entries" in hint
+    assert "72 bytes of map entries with 1 fd are not one entry of 20, 24, 28 " in hint
     assert bpf.map_info(b).id  # the sender's maps are untouched
 
 
