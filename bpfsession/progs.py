@@ -27,7 +27,6 @@ from bpfsession.kernel import bpf, links
 from bpfsession.kernel.types import ProgInfo
 
 NETNS_DIR = "/run/netns"  # where `ip netns add` bind-mounts named namespaces
-HOST_NETNS = "/proc/1/ns/net"  # the host's namespace: null in JSON, as a session's netns
 
 # Program types that sit on device hooks (enum bpf_prog_type): sched_cls, sched_act, xdp.
 _DEVICE_PROG_TYPES = {3, 4, 6}
@@ -137,7 +136,10 @@ def namespaces(proc: str = "/proc") -> list[tuple[str | None, str]]:
             seen.add((st.st_dev, st.st_ino))
             out.append((label, path))
 
+    # The host's: init's namespace, or ours where init's may not be looked at (as discover).
     add(None, f"{proc}/1/ns/net")
+    if not out:
+        add(None, f"{proc}/self/ns/net")
     try:
         names = sorted(os.listdir(NETNS_DIR))
     except OSError:
