@@ -253,3 +253,29 @@ def describe(entry: dict) -> str:
                        "handle", "ifindex"):
             words.append(f"{key} {printable(str(value))}")
     return " ".join(words)
+
+
+def annotate(doc: dict) -> dict:
+    """Add `progs` to each map of a session's JSON document (`show -j`), in one walk."""
+    used = using(m["id"] for m in doc.get("maps", []) if m.get("id") is not None)
+    for m in doc.get("maps", []):
+        m["progs"] = used.get(m.get("id"))
+    return doc
+
+
+def rows(map_names: dict[int, str]) -> list[tuple[str, ...]] | None:
+    """The text table of `show`'s programs section: MAP, PROG ID, NAME, TYPE, TAG,
+    ATTACHED (one row per map and program, hooks joined by `; `), or None when unknown.
+    `map_names`: kernel map id -> the name to print for it."""
+    from bpfsession.printable import printable
+
+    used = using(map_names)
+    if any(v is None for v in used.values()):
+        return None
+    out = [("MAP", "PROG", "NAME", "TYPE", "TAG", "ATTACHED")]
+    for map_id, name in map_names.items():
+        for p in used.get(map_id) or ():
+            where = "; ".join(describe(a) for a in p["attached"]) or "-"
+            out.append((printable(name) or str(map_id), str(p["id"]), printable(p["name"]) or "-",
+                        p["type"], p["tag"], where))
+    return out

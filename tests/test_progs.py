@@ -22,6 +22,8 @@ from bpfsession.kernel import rtnl
 from tests.conftest import attach_tc
 from tests.helpers import NOBODY, ROOT, open_fds, run, wait_for
 
+pytest_plugins = ["tests.sessions_fixtures"]
+
 
 def _bpftool_prog(prog_id: int) -> dict:
     return json.loads(run(["bpftool", "-j", "prog", "show", "id", str(prog_id)]).stdout)
@@ -214,3 +216,38 @@ def test_link_entry_from_fdinfo_fields():
 def test_describe_escapes_outside_strings(name):
     text = progs.describe({"kind": "tc", "dev": name, "direction": "ingress", "netns": name})
     assert "\x1b" not in text
+
+
+# ---- end to end: `bpfsession show` ---------------------------------------------------------
+
+def test_show_names_the_program_and_its_hook(sessions, tc_counter, counter_fds):
+    """A session holding count_proto's maps in the program's netns: `show -j` lists, per
+    map, the program and its tc hook; `show` prints them in a programs table."""
+    from tests.sessions_helpers import as_user
+
+    v = tc_counter.veth
+    s = sessions.new(counter_fds, netns=v.netns)
+    res = sessions.cli("show", s.id, "-j")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert {m["id"] for m in doc["maps"]} == set(tc_counter.map_ids.values())
+    for m in doc["maps"]:
+        (prog,) = m["progs"]
+        assert (prog["id"], prog["name"], prog["type"]) == \
+            (tc_counter.prog_id, "count_proto", "sched_cls")
+        assert [(a["kind"], a["dev"], a["direction"], a["netns"]) for a in prog["attached"]] \
+            == [("tc", v.ns_if, "ingress", v.netns)]
+    res = sessions.cli("show", s.id)
+    assert res.returncode == 0, res.stderr
+    text = res.stdout[res.stdout.index("programs:"):]
+    for name in ("proto_stats", "total_pkts"):
+        assert re.search(rf"{name}\s+{tc_counter.prog_id}\s+count_proto\s+sched_cls\s+\w{{16}}"
+                         rf"\s+tc {v.ns_if} ingress netns {v.netns} pref \d+", text), text
+
+    # A session of uid 65534, looked at by uid 65534: unknown, not "none".
+    mine = sessions.tc(counter_fds, user=as_user(NOBODY))
+    res = sessions.cli("show", mine.id, "-j", user=as_user(NOBODY))
+    assert res.returncode == 0, res.stderr
+    assert [m["progs"] for m in json.loads(res.stdout)["maps"]] == [None, None]
+    res = sessions.cli("show", mine.id, user=as_user(NOBODY))
+    assert "programs: unknown" in res.stdout

@@ -131,9 +131,12 @@ def run_show(args) -> int:
     if args.json:
         import json
 
-        print(json.dumps(discover.session_json(s), indent=2))
+        from bpfsession import progs
+
+        print(json.dumps(progs.annotate(discover.session_json(s)), indent=2))
         return 0
     _print_session(s)
+    _print_progs(s)
     return 0
 
 
@@ -162,6 +165,20 @@ def _print_session(s) -> None:
         fds = ",".join(str(fd) for fd in sorted(p.map_fds)) or "-"
         rows.append((str(p.pid), str(p.ppid), p.comm, fds, shlex.join(p.cmdline) or "-"))
     _table(rows, "\t")
+
+
+def _print_progs(s) -> None:
+    """The programs that use the session's maps and where they are attached."""
+    from bpfsession import progs
+
+    table = progs.rows({m.id: m.name for m in s.maps if m.id is not None})
+    if table is None:
+        print("programs: unknown (finding them needs root: CAP_SYS_ADMIN)")
+    elif len(table) == 1:
+        print("programs: none uses these maps")
+    else:
+        print("programs:")
+        _table(table, "\t")
 
 
 # ---- attach ------------------------------------------------------------------------------
