@@ -251,3 +251,92 @@ def test_show_names_the_program_and_its_hook(sessions, tc_counter, counter_fds):
     assert [m["progs"] for m in json.loads(res.stdout)["maps"]] == [None, None]
     res = sessions.cli("show", mine.id, user=as_user(NOBODY))
     assert "programs: unknown" in res.stdout
+
+
+# ---- links: tcx on a device in a netns, a flow dissector linked to a netns -----------------
+
+BPF_PROG_TYPE_SCHED_CLS = 3
+BPF_PROG_TYPE_FLOW_DISSECTOR = 22
+BPF_FLOW_DISSECTOR = 17
+
+
+def _insns_using(map_fd: int, ret: int = 0) -> bytes:
+    """r1 = the map (ld_imm64, BPF_PSEUDO_MAP_FD); r0 = ret; exit: a program that holds
+    the map, so that its map_ids name it."""
+    return (struct.pack("=BBhi", 0x18, 0x11, 0, map_fd) + struct.pack("=BBhi", 0, 0, 0, 0)
+            + struct.pack("=BBhi", 0xB7, 0, 0, ret) + struct.pack("=BBhi", 0x95, 0, 0, 0))
+
+
+def _in_netns(netns: str, func):
+    """func() run by a thread inside `netns` (setns is per thread); its result."""
+    import threading
+
+    from bpfsession.kernel import ns
+
+    out = []
+
+    def work():
+        fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ns.setns(fd, ns.CLONE_NEWNET)
+        finally:
+            os.close(fd)
+        out.append(func())
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert out, "the worker inside the netns failed"
+    return out[0]
+
+
+@pytest.fixture
+def linked_progs(veth, make_map):
+    """A map used by two raw-instruction programs: one on the tcx ingress hook of the veth
+    end inside the netns (a tcx link), one linked to the netns as its flow dissector."""
+    from bpfsession.kernel import bpf, links
+
+    map_fd = make_map("array", 4, 8, 1)
+    fds = []
+    try:
+        tcx_prog = links.prog_load(BPF_PROG_TYPE_SCHED_CLS, _insns_using(map_fd), "bs_tcx")
+        fds.append(tcx_prog)
+        fds.append(_in_netns(veth.netns, lambda: links.link_create(
+            tcx_prog, socket.if_nametoindex(veth.ns_if), links.BPF_TCX_INGRESS)))
+        fd_prog = links.prog_load(BPF_PROG_TYPE_FLOW_DISSECTOR, _insns_using(map_fd), "bs_flow",
+                                  expected_attach_type=BPF_FLOW_DISSECTOR)
+        fds.append(fd_prog)
+        ns_fd = os.open(f"/run/netns/{veth.netns}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fds.append(links.link_create(fd_prog, ns_fd, BPF_FLOW_DISSECTOR))
+        finally:
+            os.close(ns_fd)
+        yield {"map": bpf.map_info(map_fd).id, "tcx": bpf.prog_info(tcx_prog).id,
+               "flow": bpf.prog_info(fd_prog).id, "netns_ino": os.stat(
+                   f"/run/netns/{veth.netns}").st_ino}
+    finally:
+        for fd in reversed(fds):
+            os.close(fd)
+
+
+def test_links_as_the_kernel_reports_them(linked_progs, veth):
+    got = progs.using([linked_progs["map"]])[linked_progs["map"]]
+    by_id = {p["id"]: p for p in got}
+    assert set(by_id) == {linked_progs["tcx"], linked_progs["flow"]}
+    tcx_links = json.loads(run(["bpftool", "-j", "link", "show"]).stdout)
+    link_of = {lk["prog_id"]: lk["id"] for lk in tcx_links}
+
+    tcx = by_id[linked_progs["tcx"]]
+    assert (tcx["name"], tcx["type"]) == ("bs_tcx", "sched_cls")
+    # Found on the device in its namespace, once (not again from the link walk).
+    assert tcx["attached"] == [{"kind": "tcx", "dev": veth.ns_if, "direction": "ingress",
+                                "netns": veth.netns, "link": link_of[linked_progs["tcx"]]}]
+
+    flow = by_id[linked_progs["flow"]]
+    assert (flow["name"], flow["type"]) == ("bs_flow", "flow_dissector")
+    assert flow["attached"] == [{"kind": "netns", "link": link_of[linked_progs["flow"]],
+                                 "netns_ino": linked_progs["netns_ino"],
+                                 "attach_type": "flow_dissector"}]
+    assert progs.describe(flow["attached"][0]) == (
+        f"netns link {link_of[linked_progs['flow']]} netns_ino {linked_progs['netns_ino']} "
+        "attach_type flow_dissector")

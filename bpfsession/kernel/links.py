@@ -124,3 +124,57 @@ def prog_query_ifindex(ifindex: int, attach_type: int, room: int = 64) -> list[t
     bpf._bpf(BPF_PROG_QUERY, attr, f"ifindex {ifindex}")
     n = min(attr.count, room)
     return [(progs[i], links[i]) for i in range(n)]
+
+
+# ---- loading and linking: used by tests and benchmarks, to make real links --------------
+
+BPF_PROG_LOAD = 5
+BPF_LINK_CREATE = 28
+
+
+class _ProgLoadAttr(ctypes.Structure):
+    """The head of BPF_PROG_LOAD's part of union bpf_attr, up to expected_attach_type."""
+
+    _fields_ = [
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+        ("kern_version", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_name", ctypes.c_char * 16),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("expected_attach_type", ctypes.c_uint32),
+    ]
+
+
+class _LinkCreateAttr(ctypes.Structure):
+    _fields_ = [
+        ("prog_fd", ctypes.c_uint32),
+        ("target", ctypes.c_uint32),  # target_fd or target_ifindex
+        ("attach_type", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("_union", ctypes.c_uint64 * 4),  # the attach-type-specific part: zeros
+    ]
+
+
+def prog_load(prog_type: int, insns: bytes, name: str = "", license: str = "GPL",
+              expected_attach_type: int = 0) -> int:
+    """BPF_PROG_LOAD of raw instructions (8 bytes each); the new program's fd."""
+    attr = _ProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // 8,
+                         expected_attach_type=expected_attach_type)
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    attr.insns, attr.license = ctypes.addressof(code), ctypes.addressof(lic)
+    attr.prog_name = name.encode()[:15]
+    return bpf._bpf(BPF_PROG_LOAD, attr, name)
+
+
+def link_create(prog_fd: int, target: int, attach_type: int) -> int:
+    """BPF_LINK_CREATE: attach `prog_fd` to `target` (an fd, or an ifindex of the calling
+    thread's namespace for device hooks); the link's fd (closing it detaches)."""
+    attr = _LinkCreateAttr(prog_fd=prog_fd, target=target, attach_type=attach_type)
+    return bpf._bpf(BPF_LINK_CREATE, attr, attach_type_name(attach_type))
