@@ -340,3 +340,27 @@ def test_links_as_the_kernel_reports_them(linked_progs, veth):
     assert progs.describe(flow["attached"][0]) == (
         f"netns link {link_of[linked_progs['flow']]} netns_ino {linked_progs['netns_ino']} "
         "attach_type flow_dissector")
+
+
+def test_xdp_on_a_netns_device(veth, make_map):
+    """An XDP program linked in generic mode: found through the device's IFLA_XDP in its
+    namespace, mode as `ip link` names it, and not listed a second time from its link."""
+    from bpfsession.kernel import bpf, links
+
+    map_fd = make_map("array", 4, 8, 1)
+    prog = links.prog_load(6, _insns_using(map_fd, ret=2), "bs_xdp")  # XDP, returns XDP_PASS
+    try:
+        link = _in_netns(veth.netns, lambda: links.link_create(
+            prog, socket.if_nametoindex(veth.ns_if), 37))  # BPF_XDP (generic on a veth
+        try:                                              # without a driver program)
+            map_id = bpf.map_info(map_fd).id
+            (found,) = progs.using([map_id])[map_id]
+            out = run(["ip", "-n", veth.netns, "link", "show", "dev", veth.ns_if]).stdout
+            mode = "generic" if "xdpgeneric" in out else "driver"
+            assert found["attached"] == [{"kind": "xdp", "dev": veth.ns_if, "mode": mode,
+                                          "netns": veth.netns}]
+            assert f"prog/xdp id {found['id']}" in out
+        finally:
+            os.close(link)
+    finally:
+        os.close(prog)
