@@ -22,7 +22,7 @@ import errno
 import os
 from collections.abc import Iterable
 
-from bpfsession.errors import KernelError
+from bpfsession.errors import BpfSessionError, KernelError
 from bpfsession.kernel import bpf, links
 from bpfsession.kernel.types import ProgInfo
 
@@ -45,15 +45,16 @@ def using(map_ids: Iterable[int]) -> dict[int, list[dict] | None]:
         return {}
     try:
         matched = _progs_using(wanted)
+        device = any(p.type in _DEVICE_PROG_TYPES for p in matched)
+        where = attachments({p.id for p in matched}, device=device) if matched else {}
     except KernelError as err:
+        # EPERM: no CAP_SYS_ADMIN (walks) or CAP_NET_ADMIN (tcx queries), or a seccomp
+        # filter that blocks bpf(2), as container engines' default profiles do.
         if err.errno in (errno.EPERM, errno.EACCES):
             return {m: None for m in wanted}
-        raise
+        raise BpfSessionError(f"cannot tell which programs use maps "
+                              f"{', '.join(map(str, sorted(wanted)))}: {err}") from None
     out: dict[int, list[dict] | None] = {m: [] for m in wanted}
-    if not matched:
-        return out
-    device = any(p.type in _DEVICE_PROG_TYPES for p in matched)
-    where = attachments({p.id for p in matched}, device=device)
     for p in matched:
         for map_id in sorted(wanted.intersection(p.map_ids)):
             out[map_id].append({"id": p.id, "name": p.name, "type": p.type_name, "tag": p.tag,
@@ -173,6 +174,8 @@ def in_namespaces(nets: list[tuple[str | None, str]],
                     continue  # the namespace (or its last process) went away
                 try:
                     ns.setns(fd, ns.CLONE_NEWNET)
+                except KernelError:
+                    continue  # not a namespace we may enter (another user namespace's)
                 finally:
                     os.close(fd)
                 results.append((label, device_hooks(prog_ids)))

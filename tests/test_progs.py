@@ -364,3 +364,21 @@ def test_xdp_on_a_netns_device(veth, make_map):
             os.close(link)
     finally:
         os.close(prog)
+
+
+def test_tcx_query_grows_its_buffer(veth, make_map):
+    """Two programs on one tcx hook, asked with room for one: ENOSPC, asked again."""
+    from bpfsession.kernel import bpf, links
+
+    map_fd = make_map("array", 4, 8, 1)
+    fds = [links.prog_load(BPF_PROG_TYPE_SCHED_CLS, _insns_using(map_fd), f"bs_q{i}")
+           for i in range(2)]
+    try:
+        ifindex = socket.if_nametoindex(veth.host_if)
+        fds += [links.link_create(fd, ifindex, links.BPF_TCX_EGRESS) for fd in fds[:2]]
+        got = links.prog_query_ifindex(ifindex, links.BPF_TCX_EGRESS, room=1)
+        assert sorted(p for p, _ in got) == sorted(bpf.prog_info(fd).id for fd in fds[:2])
+        assert all(link for _, link in got)
+    finally:
+        for fd in reversed(fds):
+            os.close(fd)

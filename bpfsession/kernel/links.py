@@ -116,12 +116,18 @@ def prog_query_ifindex(ifindex: int, attach_type: int, room: int = 64) -> list[t
     (prog_id, link_id or 0) for each program on that hook, in run order.
 
     EINVAL (no such hook on this kernel or device) and ENODEV are the caller's to judge.
+    More programs than `room`: the kernel answers ENOSPC with the real count; ask again.
     """
     progs = (ctypes.c_uint32 * room)()
     links = (ctypes.c_uint32 * room)()
     attr = _QueryAttr(target=ifindex, attach_type=attach_type, count=room,
                       prog_ids=ctypes.addressof(progs), link_ids=ctypes.addressof(links))
-    bpf._bpf(BPF_PROG_QUERY, attr, f"ifindex {ifindex}")
+    try:
+        bpf._bpf(BPF_PROG_QUERY, attr, f"ifindex {ifindex}")
+    except KernelError as err:
+        if err.errno == errno.ENOSPC and attr.count > room:
+            return prog_query_ifindex(ifindex, attach_type, attr.count)
+        raise
     n = min(attr.count, room)
     return [(progs[i], links[i]) for i in range(n)]
 
