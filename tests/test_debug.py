@@ -1,0 +1,238 @@
+"""`bpfsession debug`: bpf_printk lines of a real tc program, on the host and in a --netns
+session, from a private trace instance that takes no line from other readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bpfsession import debug, tracefs
+from bpfsession.kernel import fsmount
+from tests.conftest import attach_tc, compile_bpf
+from tests.helpers import BPFSESSION, ROOT, uniq, wait_for
+from tests.sessions_helpers import as_user
+
+pytest_plugins = ["tests.sessions_fixtures"]
+
+ETH_IP_UDP = 14 + 20 + 8  # what skb->len adds to a UDP payload on a veth
+KEYS = {"task", "pid", "cpu", "flags", "timestamp", "message"}
+
+
+def instances() -> list[str]:
+    """Our trace instances, seen through a tracefs mount of our own."""
+    root = fsmount.detached_mount("tracefs")
+    try:
+        fd = os.open("instances", os.O_RDONLY | os.O_DIRECTORY, dir_fd=root)
+        try:
+            return [n for n in os.listdir(fd) if n.startswith(tracefs.PREFIX)]
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root)
+
+
+@pytest.fixture
+def printk_prog(veth, bpf_build_dir):
+    """tests/bpf/printk.bpf.c on ingress of the veth's netns end: one line per packet."""
+    return attach_tc(veth, compile_bpf(ROOT / "tests" / "bpf" / "printk.bpf.c", bpf_build_dir))
+
+
+class Reader:
+    """Lines of a running `debug` (from its stdout or a file it writes), on a queue."""
+
+    def __init__(self, source):
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.thread = threading.Thread(target=self._pump, args=(source,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, source) -> None:
+        for line in source:
+            self.lines.put(line)
+
+    def wait_len(self, length: int, timeout: float) -> str:
+        """The first line about a packet of skb->len `length`, within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if f"bpfsession-printk len={length}" in line:
+                return line
+        raise AssertionError(f"no trace line for len={length} within {timeout} s")
+
+
+def send_udp(addr: str, payload: bytes) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(payload, (addr, 9))
+
+
+def follow(path: Path):
+    """The lines of a file another process writes, as they come."""
+    with open(path) as f:
+        while True:
+            line = f.readline()
+            if line.endswith("\n"):
+                yield line
+            else:
+                time.sleep(0.01)
+                f.seek(f.tell())
+
+
+def warm_up(veth, readers: list[Reader], payload: int = 100) -> None:
+    """Send until every reader has seen a line: the instance is set up and reading."""
+    for r in readers:
+        def seen(r=r) -> bool:
+            send_udp(veth.ns_ip, b"w" * payload)
+            try:
+                r.wait_len(payload + ETH_IP_UDP, 0.2)
+            except AssertionError:
+                return False
+            return True
+        wait_for(seen, timeout=30, what="debug to come up")
+
+
+def marker_within_a_second(veth, readers: list[Reader]) -> list[str]:
+    size = 200 + os.getpid() % 500
+    send_udp(veth.ns_ip, b"m" * size)
+    return [r.wait_len(size + ETH_IP_UDP, 1.0) for r in readers]
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([*BPFSESSION, "debug", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def reading(proc: subprocess.Popen) -> None:
+    """Wait until `proc` has its trace instance (its signal handlers are set by then)."""
+    mine = f"{tracefs.PREFIX}{proc.pid}-"
+    wait_for(lambda: any(n.startswith(mine) for n in instances()),
+             what="debug to create its trace instance")
+
+
+def stop(proc: subprocess.Popen) -> tuple[int, str]:
+    reading(proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    return proc.returncode, err
+
+
+def test_two_readers_on_the_host_each_get_every_line(printk_prog, veth):
+    procs = [start("-j"), start()]
+    try:
+        readers = [Reader(p.stdout) for p in procs]
+        warm_up(veth, readers)
+        as_json, as_text = marker_within_a_second(veth, readers)
+    finally:
+        results = [stop(p) for p in procs]
+    assert results == [(0, ""), (0, "")]  # Ctrl-C: a clean end, no traceback
+    record = json.loads(as_json)
+    assert set(record) == KEYS
+    assert record["message"].startswith("bpfsession-printk len=")
+    assert isinstance(record["pid"], int) and isinstance(record["cpu"], int)
+    assert isinstance(record["timestamp"], float) and record["task"]
+    assert f"bpf_trace_printk: {record['message']}" in as_text
+    assert f"[{record['cpu']:03d}]" in as_text
+    assert instances() == []  # each removed its instance
+    assert "tracefs" not in Path("/proc/self/mountinfo").read_text()  # and mounted nothing
+
+
+def test_inside_a_netns_session(printk_prog, veth, sessions, make_map, sess_tmp):
+    out = sess_tmp / "trace.jsonl"
+    python = " ".join(BPFSESSION)
+    s = sessions.new([make_map()], netns=veth.netns,
+                     cmd=("sh", "-c", f"exec {python} debug -j > {out} 2>&1"))
+    wait_for(out.exists, what="the session's debug to start")
+    reader = Reader(follow(out))
+    warm_up(veth, [reader])
+    line, = marker_within_a_second(veth, [reader])
+    assert set(json.loads(line)) == KEYS
+    # Inside, /sys is the netns's own: tracefs came from a private mount, not a path.
+    with open(f"/proc/{s.root}/mountinfo") as f:
+        assert "tracefs" not in f.read()
+    sessions.close()
+    wait_for(lambda: instances() == [], what="the session's debug to remove its instance")
+
+
+def test_session_argument_says_what_it_cannot_filter(printk_prog, sessions):
+    from bpfsession.kernel import bpf
+
+    rodata = bpf.map_get_fd_by_id(printk_prog.map_ids["printk.rodata"])
+    try:
+        s = sessions.new([rodata], name=uniq("dbg"))
+    finally:
+        os.close(rodata)
+    proc = subprocess.Popen([*BPFSESSION, "debug", s.name], cwd=ROOT, env=sessions.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()
+    finally:
+        code, rest = stop(proc)
+    assert first.startswith("bpfsession: warning: trace lines do not say which program")
+    assert f"session {s.name}'s programs: printk_len (id {printk_prog.prog_id})" in first
+    assert (code, rest) == (0, "")
+    assert instances() == []
+
+
+def test_unknown_session_is_one_line(sessions):
+    res = sessions.cli("debug", uniq("nosuch"))
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.startswith("bpfsession: no session") and res.stderr.count("\n") == 1
+
+
+def test_unprivileged_user_is_told_in_one_line():
+    res = subprocess.run([*as_user(65534), *BPFSESSION, "debug"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.startswith("bpfsession: reading the trace pipe needs root")
+    assert res.stderr.count("\n") == 1
+
+
+def test_stale_instances_of_dead_readers_are_pruned():
+    root = fsmount.detached_mount("tracefs")
+    try:
+        dead = _dead_pid()
+        os.mkdir(f"instances/{tracefs.PREFIX}{dead}-000000", dir_fd=root)
+        assert tracefs.prune(root) == [f"{tracefs.PREFIX}{dead}-000000"]
+    finally:
+        os.close(root)
+    assert instances() == []
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("line, want", [
+    ("          python-9228    [000] ..s2.  1131.702045: bpf_trace_printk: hello 42",
+     {"task": "python", "pid": 9228, "cpu": 0, "flags": "..s2.", "timestamp": 1131.702045,
+      "message": "hello 42"}),
+    ("  kworker/u8:0-events-7467 [001] b..1. 5.5: bpf_trace_printk: a: b-1 [002]",
+     {"task": "kworker/u8:0-events", "pid": 7467, "cpu": 1, "flags": "b..1.",
+      "timestamp": 5.5, "message": "a: b-1 [002]"}),
+    ("           <...>-12      [001] 99.000001: bpf_trace_printk: no irq-info",
+     {"task": "<...>", "pid": 12, "cpu": 1, "flags": None, "timestamp": 99.000001,
+      "message": "no irq-info"}),
+    ("CPU:1 [LOST 12 EVENTS]", {"cpu": 1, "lost": 12}),
+    ("something else", {"message": "something else"}),
+])
+def test_parse(line, want):
+    assert debug.parse(line) == want
+
+
+def test_text_output_escapes_controls():
+    raw = b"  sh-1 [000] .... 1.000001: bpf_trace_printk: \x1b[2J\xff"
+    assert debug.render(raw, False) == "  sh-1 [000] .... 1.000001: bpf_trace_printk: " \
+                                       "\\x1b[2J\\xff\n"
+    assert json.loads(debug.render(raw, True))["message"] == "\x1b[2J\\xff"
