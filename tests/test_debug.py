@@ -240,3 +240,35 @@ def test_text_output_escapes_controls():
     assert debug.render(raw, False) == "  sh-1 [000] .... 1.000001: bpf_trace_printk: " \
                                        "\\x1b[2J\\xff\n"
     assert json.loads(debug.render(raw, True))["message"] == "\x1b[2J\\xff"
+
+
+def test_tui_trace_view_shows_the_lines_and_removes_its_instance(printk_prog, veth):
+    import asyncio
+
+    from tui.app import BpfSessionApp
+    from tui.source import FixedSource
+    from tui.trace import TraceScreen
+
+    async def drive() -> tuple[list[str], str]:
+        app = BpfSessionApp(FixedSource([]), interval=None)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("t")
+            screen = app.screen
+            assert isinstance(screen, TraceScreen)
+            size = 300 + os.getpid() % 300
+            want = f"bpfsession-printk len={size + ETH_IP_UDP}"
+            deadline = time.monotonic() + 30
+            while not any(want in line for line in screen.shown):
+                assert time.monotonic() < deadline, "no trace line in the TUI"
+                if "starting" not in screen.sub_title:
+                    send_udp(veth.ns_ip, b"t" * size)
+                await pilot.pause(0.1)
+            mine = instances(os.getpid())
+            await pilot.press("escape")
+            assert not isinstance(app.screen, TraceScreen)
+            return [*screen.shown], mine
+
+    shown, mine = asyncio.run(drive())
+    assert len(mine) == 1  # the worker's instance, named after this process
+    assert all("\x1b" not in line for line in shown)
+    wait_for(lambda: instances(os.getpid()) == [], what="the trace view's instance to go")
