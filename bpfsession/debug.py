@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 
 from bpfsession.printable import decode, printable
 
@@ -44,29 +43,14 @@ def render(raw: bytes, as_json: bool) -> str:
     return printable(line) + "\n"
 
 
-class Stop(Exception):
-    """SIGINT, SIGTERM or SIGHUP arrived: stop reading and clean up."""
-
-
-def _stop(signum, frame):
-    raise Stop(signum)
-
-
 def run(out, as_json: bool) -> None:
     """Stream trace lines to `out` (a binary stream) until SIGINT, SIGTERM or SIGHUP, then
     remove the trace instance and return normally (Ctrl-C is how a user ends it)."""
+    from bpfsession.stopsignals import stop_on_signals
     from bpfsession.tracefs import Instance
 
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    old = {s: signal.signal(s, _stop) for s in signals}
-    try:
-        with Instance() as inst:
-            stream(inst.pipe, out, as_json)
-    except Stop:
-        pass
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
+    with stop_on_signals(), Instance() as inst:
+        stream(inst.pipe, out, as_json)
 
 
 def stream(pipe: int, out, as_json: bool) -> None:
