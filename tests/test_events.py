@@ -217,3 +217,16 @@ def test_no_fd_left_behind_and_perf_slots_emptied(prog):
         for cpu in range(maps.possible_cpus()):
             assert not bpf.map_delete_elem(m.fd, cpu.to_bytes(4, "little"))
     assert open_fds() == before
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+@pytest.mark.parametrize("cpu", [None, 1])
+def test_runs_of_records_format_as_each_record_does(as_json, cpu):
+    import numpy as np
+
+    rows = np.random.default_rng(7).integers(0, 256, (50, 13), dtype=np.uint8)
+    fmt = events.Formatter(as_json)
+    one_by_one = "".join(fmt.line(cpu, r.tobytes()) for r in rows).encode()
+    assert fmt.render(cpu, [rows[:20], b"\x01\x02", events.Lost(3), rows[20:]]) == \
+        one_by_one[:len(one_by_one) * 20 // 50] + fmt.line(cpu, b"\x01\x02").encode() + \
+        fmt.line(cpu, events.Lost(3)).encode() + one_by_one[len(one_by_one) * 20 // 50:]

@@ -31,6 +31,7 @@ PERF_RECORD_LOST = 2
 PERF_RECORD_SAMPLE = 9
 _DATA_HEAD = 1024
 _DATA_TAIL = 1032
+RUN_MIN = 64  # as kernel/ringbuf.py: runs of same-size samples taken as one numpy array
 
 
 class _Attr(ctypes.Structure):
@@ -92,12 +93,14 @@ class PerfBuffer:
             raise
         self.base = page
 
-    def read(self) -> list[tuple[str, object]]:
-        ring, out = self.ring, []
+    def read(self, limit: int = 1 << 16) -> list[tuple[str, object]]:
+        """("sample", bytes), ("samples", (n, size) uint8 array of a run of same-size
+        samples), ("lost", count), oldest first."""
+        ring, out, count = self.ring, [], 0
         head = _U64.unpack_from(ring, _DATA_HEAD)[0]
         tail = _U64.unpack_from(ring, _DATA_TAIL)[0]
         size, base = self.size, self.base
-        while tail < head:
+        while tail < head and count < limit:
             off = tail % size
             if off + 8 <= size:
                 rtype, _, rsize = _HEADER.unpack_from(ring, base + off)
@@ -105,6 +108,14 @@ class PerfBuffer:
                 rtype, _, rsize = _HEADER.unpack(self._copy(off, 8))
             if rsize < 8:
                 break  # a corrupt header: never expected; stop rather than spin
+            n = min(head - tail, size - off) // rsize
+            if rtype == PERF_RECORD_SAMPLE and n >= RUN_MIN:
+                run = self._run(base + off, rsize, min(n, limit - count))
+                out.append(("samples", run))
+                count += len(run)
+                tail += len(run) * rsize
+                continue
+            count += 1
             body = (ring[base + off + 8:base + off + rsize] if off + rsize <= size
                     else self._copy(off, rsize)[8:])
             if rtype == PERF_RECORD_SAMPLE:
@@ -115,6 +126,19 @@ class PerfBuffer:
             tail += rsize
         _U64.pack_into(ring, _DATA_TAIL, tail)
         return out
+
+    def _run(self, off: int, rsize: int, n: int):
+        """The raw data of the samples from `off` on that have the first one's header and
+        raw size (at most `n`, none past the ring's end)."""
+        import numpy as np
+
+        heads = np.ndarray((n,), dtype="<u8", buffer=self.ring, offset=off, strides=(rsize,))
+        raws = np.ndarray((n,), dtype="<u4", buffer=self.ring, offset=off + 8,
+                          strides=(rsize,))
+        differ = np.flatnonzero((heads != heads[0]) | (raws != raws[0]))
+        k = int(differ[0]) if differ.size else n
+        rows = np.ndarray((k, rsize), dtype=np.uint8, buffer=self.ring, offset=off)
+        return rows[:, 12:12 + int(raws[0])].copy()
 
     def _copy(self, off: int, n: int) -> bytes:
         """`n` bytes of the ring from offset `off`, across its end."""

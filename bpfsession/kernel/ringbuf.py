@@ -24,6 +24,9 @@ import struct
 BUSY = 1 << 31
 DISCARD = 1 << 30
 HDR_SIZE = 8
+# From this many records waiting on, a run of records of one length is taken in one go as
+# an (n, length) numpy array (imported then, not before): ~20x fewer Python steps.
+RUN_MIN = 64
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 
@@ -45,23 +48,44 @@ class RingBuf:
             self.consumer.close()
             raise
 
-    def read(self, limit: int = 65536) -> list[bytes]:
-        """Up to `limit` committed records (discarded ones skipped), oldest first."""
-        data, out = self.data, []
+    def read(self, limit: int = 1 << 16) -> list:
+        """Up to about `limit` committed records (discarded ones skipped), oldest first:
+        each item is one record (bytes) or a run of records of one length (an (n, length)
+        uint8 numpy array, copied out of the ring)."""
+        data, out, count = self.data, [], 0
         cons = _U64.unpack_from(self.consumer, 0)[0]
         prod = _U64.unpack_from(data, 0)[0]
         base, mask = self.page, self.mask
-        while cons < prod and len(out) < limit:
+        while cons < prod and count < limit:
             off = base + (cons & mask)
             hdr = _U32.unpack_from(data, off)[0]
             if hdr & BUSY:
                 break  # reserved, not yet submitted: later records wait for it
             length = hdr & ~(BUSY | DISCARD)
+            stride = (length + HDR_SIZE + 7) & ~7
+            if not hdr & DISCARD and prod - cons >= RUN_MIN * stride:
+                run = self._run(off, hdr, stride, min((prod - cons) // stride, limit - count))
+                out.append(run)
+                count += len(run)
+                cons += len(run) * stride
+                continue
             if not hdr & DISCARD:
                 out.append(data[off + HDR_SIZE:off + HDR_SIZE + length])
-            cons += (length + HDR_SIZE + 7) & ~7
+                count += 1
+            cons += stride
         _U64.pack_into(self.consumer, 0, cons)
         return out
+
+    def _run(self, off: int, hdr: int, stride: int, n: int):
+        """The records from `off` on whose header equals `hdr` (same length, committed), at
+        most `n` of them (the data area is mapped twice: they are contiguous)."""
+        import numpy as np
+
+        heads = np.ndarray((n,), dtype="<u4", buffer=self.data, offset=off, strides=(stride,))
+        differ = np.flatnonzero(heads != hdr)
+        k = int(differ[0]) if differ.size else n
+        rows = np.ndarray((k, stride), dtype=np.uint8, buffer=self.data, offset=off)
+        return rows[:, HDR_SIZE:HDR_SIZE + hdr].copy()
 
     def close(self) -> None:
         self.data.close()
