@@ -208,7 +208,18 @@ def run(m: OpenMap, out, as_json: bool, type_spec: str | None) -> None:
             reader.close()
 
 
+# After a round that found records, wait this long before polling again. Under load the
+# kernel wakes a perf reader for every sample (wakeup_events=1, as libbpf does) and the
+# ring's reader nearly so; handling each wakeup alone spends the CPU on wakeups, not
+# records. Letting records gather for a millisecond turns many wakeups into one batch;
+# a record that comes alone is still shown at once (the wait follows records, never
+# precedes them).
+GATHER = 0.001
+
+
 def _pump(reader, fmt: Formatter, out) -> None:
+    import time
+
     ep = select.epoll()
     try:
         for fd in reader.fds:
@@ -222,6 +233,7 @@ def _pump(reader, fmt: Formatter, out) -> None:
                     out.write(fmt.render(cpu, items))
                     out.flush()
                     cpu, items = reader.read(fd)
+            time.sleep(GATHER)
             ready = [fd for fd, _ in ep.poll()]
     finally:
         ep.close()
