@@ -24,6 +24,8 @@ from bpfsession.kernel import bpf
 from tests.conftest import compile_bpf
 from tests.helpers import BPFSESSION, ROOT, run, uniq, wait_for
 
+pytest_plugins = ["tests.sessions_fixtures"]
+
 MAGIC = 0xB5E5B5E5
 PKT_LEN = 64
 
@@ -230,3 +232,19 @@ def test_runs_of_records_format_as_each_record_does(as_json, cpu):
     assert fmt.render(cpu, [rows[:20], b"\x01\x02", events.Lost(3), rows[20:]]) == \
         one_by_one[:len(one_by_one) * 20 // 50] + fmt.line(cpu, b"\x01\x02").encode() + \
         fmt.line(cpu, events.Lost(3)).encode() + one_by_one[len(one_by_one) * 20 // 50:]
+
+
+def test_inside_a_session_by_env_name(prog, sessions, sess_tmp):
+    out = sess_tmp / "events.jsonl"
+    fd = bpf.obj_get(prog.pin("ev_ring"))
+    try:
+        sessions.new([fd], cmd=("sh", "-c", f"exec {' '.join(BPFSESSION)} map events "
+                                           f"BPF_MAP0 -j > {out} 2>&1"))
+    finally:
+        os.close(fd)
+    start = prog.seq()
+    prog.produce(5)
+    wait_for(lambda: out.exists() and out.read_text().count("\n") >= 5,
+             what="the session's reader to write the records")
+    lines = out.read_text().splitlines()
+    assert [json.loads(x)["data"] for x in lines] == [record(start + i) for i in range(5)]
