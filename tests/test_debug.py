@@ -46,8 +46,24 @@ def instances(*pids: int) -> list[str]:
 
 @pytest.fixture
 def printk_prog(veth, bpf_build_dir):
-    """tests/bpf/printk.bpf.c on ingress of the veth's netns end: one line per packet."""
-    return attach_tc(veth, compile_bpf(ROOT / "tests" / "bpf" / "printk.bpf.c", bpf_build_dir))
+    """tests/bpf/printk.bpf.c on ingress of the veth's netns end: one line per packet,
+    with a token of this test's (prog.token) in it."""
+    from bpfsession.kernel import bpf
+
+    prog = attach_tc(veth, compile_bpf(ROOT / "tests" / "bpf" / "printk.bpf.c",
+                                       bpf_build_dir))
+    prog.token = int.from_bytes(os.urandom(4), "little")
+    fd = bpf.map_get_fd_by_id(prog.map_ids["printk_token"])
+    try:
+        bpf.map_update_elem(fd, bytes(4), prog.token.to_bytes(4, "little"))
+    finally:
+        os.close(fd)
+    return prog
+
+
+def line_of(prog, length: int) -> str:
+    """The message of a packet of skb->len `length` through `prog`."""
+    return f"bpfsession-printk token={prog.token} len={length}"
 
 
 class Reader:
@@ -62,17 +78,17 @@ class Reader:
         for line in source:
             self.lines.put(line)
 
-    def wait_len(self, length: int, timeout: float) -> str:
-        """The first line about a packet of skb->len `length`, within `timeout` seconds."""
+    def wait_line(self, text: str, timeout: float) -> str:
+        """The first line that holds `text`, within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
                 line = self.lines.get(timeout=left)
             except queue.Empty:
                 break
-            if f"bpfsession-printk len={length}" in line:
+            if text in line:
                 return line
-        raise AssertionError(f"no trace line for len={length} within {timeout} s")
+        raise AssertionError(f"no trace line {text!r} within {timeout} s")
 
 
 def send_udp(addr: str, payload: bytes) -> None:
@@ -92,23 +108,23 @@ def follow(path: Path):
                 f.seek(f.tell())
 
 
-def warm_up(veth, readers: list[Reader], payload: int = 100) -> None:
+def warm_up(prog, readers: list[Reader], payload: int = 100) -> None:
     """Send until every reader has seen a line: the instance is set up and reading."""
     for r in readers:
         def seen(r=r) -> bool:
-            send_udp(veth.ns_ip, b"w" * payload)
+            send_udp(prog.veth.ns_ip, b"w" * payload)
             try:
-                r.wait_len(payload + ETH_IP_UDP, 0.2)
+                r.wait_line(line_of(prog, payload + ETH_IP_UDP), 0.2)
             except AssertionError:
                 return False
             return True
         wait_for(seen, timeout=30, what="debug to come up")
 
 
-def marker_within_a_second(veth, readers: list[Reader]) -> list[str]:
+def marker_within_a_second(prog, readers: list[Reader]) -> list[str]:
     size = 200 + os.getpid() % 500
-    send_udp(veth.ns_ip, b"m" * size)
-    return [r.wait_len(size + ETH_IP_UDP, 1.0) for r in readers]
+    send_udp(prog.veth.ns_ip, b"m" * size)
+    return [r.wait_line(line_of(prog, size + ETH_IP_UDP), 1.0) for r in readers]
 
 
 def start(*args: str) -> subprocess.Popen:
@@ -130,25 +146,47 @@ def stop(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, err
 
 
-def test_two_readers_on_the_host_each_get_every_line(printk_prog, veth):
+def test_two_readers_on_the_host_each_get_every_line(printk_prog):
     mounts = tracefs.mount_points()
     procs = [start("-j"), start()]
     try:
         readers = [Reader(p.stdout) for p in procs]
-        warm_up(veth, readers)
-        as_json, as_text = marker_within_a_second(veth, readers)
+        warm_up(printk_prog, readers)
+        as_json, as_text = marker_within_a_second(printk_prog, readers)
     finally:
         results = [stop(p) for p in procs]
     assert results == [(0, ""), (0, "")]  # Ctrl-C: a clean end, no traceback
     record = json.loads(as_json)
     assert set(record) == KEYS
-    assert record["message"].startswith("bpfsession-printk len=")
+    assert record["message"].startswith(f"bpfsession-printk token={printk_prog.token} len=")
     assert isinstance(record["pid"], int) and isinstance(record["cpu"], int)
     assert isinstance(record["timestamp"], float) and record["task"]
     assert f"bpf_trace_printk: {record['message']}" in as_text
     assert f"[{record['cpu']:03d}]" in as_text
     assert instances(*(p.pid for p in procs)) == []  # each removed its instance
     assert tracefs.mount_points() == mounts  # and mounted nothing anywhere
+
+
+def test_tc_exec_bpf_debug_beside_us_gets_every_line_too(printk_prog):
+    """iproute2's own reader of the global trace_pipe (in a mount namespace of its own,
+    with tracefs mounted there: it needs a mounted tracefs; it copies the pipe to its
+    stderr) and ours, at once."""
+    tc = subprocess.Popen(["unshare", "-m", "sh", "-c", "mount --make-rprivate / && "
+                           "mount -t tracefs nodev /sys/kernel/tracing && "
+                           "exec tc exec bpf debug"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ours = start("-j")
+    try:
+        readers = [Reader(tc.stderr), Reader(ours.stdout)]
+        warm_up(printk_prog, readers)
+        theirs, mine = marker_within_a_second(printk_prog, readers)
+    finally:
+        tc.send_signal(signal.SIGINT)
+        tc.wait(10)
+        tc.stderr.close()
+        code, err = stop(ours)
+    assert (code, err) == (0, "")
+    assert json.loads(mine)["message"] in theirs
 
 
 def test_inside_a_netns_session(printk_prog, veth, sessions, make_map, sess_tmp):
@@ -158,8 +196,8 @@ def test_inside_a_netns_session(printk_prog, veth, sessions, make_map, sess_tmp)
                      cmd=("sh", "-c", f"exec {python} debug -j > {out} 2>&1"))
     wait_for(out.exists, what="the session's debug to start")
     reader = Reader(follow(out))
-    warm_up(veth, [reader])
-    line, = marker_within_a_second(veth, [reader])
+    warm_up(printk_prog, [reader])
+    line, = marker_within_a_second(printk_prog, [reader])
     assert set(json.loads(line)) == KEYS
     # Inside, /sys is the netns's own: tracefs came from a private mount, not a path.
     assert tracefs.mount_points(f"/proc/{s.root}/mountinfo") == []
@@ -256,7 +294,7 @@ def test_tui_trace_view_shows_the_lines_and_removes_its_instance(printk_prog, ve
             screen = app.screen
             assert isinstance(screen, TraceScreen)
             size = 300 + os.getpid() % 300
-            want = f"bpfsession-printk len={size + ETH_IP_UDP}"
+            want = line_of(printk_prog, size + ETH_IP_UDP)
             deadline = time.monotonic() + 30
             while not any(want in line for line in screen.shown):
                 assert time.monotonic() < deadline, "no trace line in the TUI"
