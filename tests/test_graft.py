@@ -16,7 +16,7 @@ import pytest
 
 from bpfsession.kernel import bpf
 from tests.conftest import attach_tc, compile_bpf
-from tests.helpers import BPFSESSION, ROOT, send_udp, uniq, wait_for
+from tests.helpers import BPFSESSION, ROOT, run, send_udp, uniq, wait_for
 
 pytest_plugins = ["tests.sessions_fixtures"]
 
@@ -200,3 +200,33 @@ def test_not_a_prog_array(sessions, make_map):
     assert res.returncode == 1
     assert res.stderr == (f"bpfsession: id {bpf.map_info(fd).id} is not a prog_array (it is "
                           "a array map): graft puts programs into prog arrays\n")
+
+
+def test_tc_exec_bpf_graft_counts_into_a_copy_and_ours_into_the_session_map(
+        tail, veth, sessions, graft_obj):
+    """iproute2's own graft (libbpf-built tc) fills the slot, but its program gets fresh
+    copies of the object's maps: the session's counter stays still. Ours moves it."""
+    prog, s = tail
+    pin = f"/sys/fs/bpf/{uniq('bsjmp')}"
+    fd = bpf.map_get_fd_by_id(prog.map_ids["jmp_table"])
+    try:
+        bpf.obj_pin(fd, pin)
+        run(["tc", "exec", "bpf", "graft", pin, "key", "0", "obj", graft_obj, "sec", "tc"])
+        slot = bytearray(4)
+        assert bpf.map_lookup_elem(fd, bytes(4), slot)
+        grafted = bpf.prog_get_fd_by_id(int.from_bytes(slot, "little"))
+        try:
+            info = bpf.prog_info(grafted)
+        finally:
+            os.close(grafted)
+        assert info.name == "graft_one"
+        assert info.map_ids != (prog.map_ids["graft_hits"],)  # a copy of graft_hits
+        packets_take(prog, veth, None)  # graft_one runs, and counts where nobody reads
+
+        res = sessions.cli("graft", "pinned", pin, "key", "0", "obj", graft_obj, "sec", "tc")
+        assert res.returncode == 0, res.stderr
+        packets_take(prog, veth, 1)
+    finally:
+        os.close(fd)
+        if os.path.exists(pin):
+            os.unlink(pin)
