@@ -230,3 +230,13 @@ def test_tc_exec_bpf_graft_counts_into_a_copy_and_ours_into_the_session_map(
         os.close(fd)
         if os.path.exists(pin):
             os.unlink(pin)
+
+
+def test_a_map_the_session_lacks_is_a_fresh_copy_and_a_warning(sessions, make_map, graft_obj):
+    jmp = make_map("prog_array", 4, 4, 2)  # no session, no program uses it yet
+    res = sessions.cli("graft", "id", str(bpf.map_info(jmp).id), "key", "1", "obj", graft_obj,
+                       "sec", "graft_one", "-j")
+    assert res.returncode == 0
+    assert res.stderr == (f"bpfsession: warning: map graft_hits of {graft_obj} is not one of "
+                          "the session's: the grafted program gets a fresh copy of it\n")
+    assert json.loads(res.stdout)["name"] == "graft_one"
