@@ -67,8 +67,8 @@ def parse(words: list[str]) -> Request:
     if len(rest) < 2:
         raise BpfSessionError(f"`{kind}` needs an argument: {USAGE}")
     req = Request(key, kind, rest[1])
-    if kind == "id" and not rest[1].isdigit():
-        raise BpfSessionError(f"program id must be a number, not {rest[1]!r}")
+    if kind == "id" and not (rest[1].isdigit() and int(rest[1]) < 1 << 32):
+        raise BpfSessionError(f"program id must be a number (a u32), not {rest[1]!r}")
     options = rest[2:]
     while options:
         word = options.pop(0)

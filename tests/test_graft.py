@@ -163,7 +163,9 @@ def test_graft_by_id_and_pinned(tail, veth, sessions, graft_obj):
                    "(got nothing)"),
     (["0", "delete"], "expected `key KEY` after the map: graft MAP key KEY (id ID | "
                       "pinned PATH | obj FILE [sec NAME] [type TYPE] | delete)"),
-    (["key", "0", "id", "x"], "program id must be a number, not 'x'"),
+    (["key", "0", "id", "x"], "program id must be a number (a u32), not 'x'"),
+    (["key", "0", "id", "4294967297"], "program id must be a number (a u32), not "
+                                       "'4294967297'"),
     (["key", "0", "id", "4000000000"], "no program id 4000000000: `bpftool prog show` "
                                        "lists them"),
     (["key", "0", "delete", "now"], "unexpected 'now' after delete"),
