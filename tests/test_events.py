@@ -248,3 +248,12 @@ def test_inside_a_session_by_env_name(prog, sessions, sess_tmp):
              what="the session's reader to write the records")
     lines = out.read_text().splitlines()
     assert [json.loads(x)["data"] for x in lines] == [record(start + i) for i in range(5)]
+
+
+def test_unprivileged_user_is_told_in_one_line(prog):
+    from tests.sessions_helpers import as_user
+
+    res = run([*as_user(65534), *BPFSESSION, "map", "events", "pinned", prog.pin("ev_ring")],
+              check=False, cwd=ROOT)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.startswith("bpfsession: ") and res.stderr.count("\n") == 1

@@ -242,3 +242,14 @@ def test_a_map_the_session_lacks_is_a_fresh_copy_and_a_warning(sessions, make_ma
     assert res.stderr == (f"bpfsession: warning: map graft_hits of {graft_obj} is not one of "
                           "the session's: the grafted program gets a fresh copy of it\n")
     assert json.loads(res.stdout)["name"] == "graft_one"
+
+
+def test_unprivileged_user_is_told_in_one_line(tail, sessions, graft_obj):
+    from tests.sessions_helpers import as_user
+
+    prog, _ = tail
+    res = sessions.cli("graft", "id", str(prog.map_ids["jmp_table"]), "key", "0", "obj",
+                       graft_obj, "sec", "tc", user=as_user(65534))
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.startswith("bpfsession: not allowed to open map id ")
+    assert res.stderr.count("\n") == 1
