@@ -93,6 +93,10 @@ class Instance:
                                       f"trace instance in {self.where})") from None
             raise BpfSessionError(f"cannot create a trace instance in {self.where}: "
                                   f"{err.strerror}") from None
+        # Open the pipe first: an instance with an open file is busy (rmdir answers
+        # EBUSY), so another reader's prune() cannot take it from under us.
+        self.pipe = os.open(f"{self.path}/trace_pipe", os.O_RDONLY | os.O_CLOEXEC,
+                            dir_fd=self.root)
         try:
             fd = os.open(f"{self.path}/{EVENT}/enable", os.O_WRONLY | os.O_CLOEXEC,
                          dir_fd=self.root)
@@ -103,8 +107,6 @@ class Instance:
             os.write(fd, b"1")
         finally:
             os.close(fd)
-        self.pipe = os.open(f"{self.path}/trace_pipe", os.O_RDONLY | os.O_CLOEXEC,
-                            dir_fd=self.root)
 
     def close(self) -> None:
         if self.pipe >= 0:
