@@ -189,6 +189,26 @@ def test_tc_exec_bpf_debug_beside_us_gets_every_line_too(printk_prog):
     assert json.loads(mine)["message"] in theirs
 
 
+def test_uses_a_mounted_tracefs(printk_prog):
+    """Where tracefs is mounted (here in a mount namespace of the test's own), debug takes
+    that mount (open_root's first branch): the lines come, its instance is under the mount
+    point, and the namespace's mount table is as the test left it."""
+    script = ("mount --make-rprivate / && mount -t tracefs nodev /sys/kernel/tracing && "
+              f"exec {' '.join(BPFSESSION)} debug -j")
+    proc = subprocess.Popen(["unshare", "-m", "sh", "-c", script], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        reader = Reader(proc.stdout)
+        warm_up(printk_prog, [reader])
+        marker_within_a_second(printk_prog, [reader])
+        seen = os.listdir(f"/proc/{proc.pid}/root/sys/kernel/tracing/instances")
+        assert any(n.startswith(f"{tracefs.PREFIX}{proc.pid}-") for n in seen)
+        assert tracefs.mount_points(f"/proc/{proc.pid}/mountinfo") == ["/sys/kernel/tracing"]
+    finally:
+        code, err = stop(proc)
+    assert (code, err) == (0, "")
+
+
 def test_inside_a_netns_session(printk_prog, veth, sessions, make_map, sess_tmp):
     out = sess_tmp / "trace.jsonl"
     python = " ".join(BPFSESSION)
