@@ -120,7 +120,7 @@ class Formatter:
 
     def __init__(self, as_json: bool, type_spec: str | None = None):
         self.as_json = as_json
-        self.typed = None
+        self.typed = self.scalars = None
         self.fixed: dict[tuple[int | None, int], FixedLines] = {}
         if type_spec:
             from bpfsession.btf import Btf, BtfError, Dumper
@@ -130,6 +130,7 @@ class Formatter:
             except BtfError as err:
                 raise BpfSessionError(f"--type {type_spec}: {err}") from None
             self.typed = (Dumper(btf, plain=False), tid, btf.size_of(tid))
+            self.scalars = _scalar_template(btf, tid)
 
     def render(self, cpu: int | None, items: list) -> bytes:
         """The lines of one read: records (bytes), runs of records (arrays), Lost counts."""
@@ -138,19 +139,38 @@ class Formatter:
             if isinstance(item, (bytes, Lost)):
                 lines.append(self.line(cpu, item))
                 continue
-            if self.typed:  # a run, formatted one record at a time
-                lines.extend(self.line(cpu, row.tobytes()) for row in item)
+            if self.typed and (self.scalars is None or item.shape[1] < self.typed[2]):
+                lines.extend(self.line(cpu, row.tobytes()) for row in item)  # one by one
                 continue
             if lines:
                 parts.append("".join(lines).encode())
                 lines = []
-            key = (cpu, item.shape[1])
-            if key not in self.fixed:
-                self.fixed[key] = FixedLines(self, cpu, item.shape[1])
-            parts.append(self.fixed[key].format(item))
+            parts.append(self._run(cpu, item))
         if lines:
             parts.append("".join(lines).encode())
         return b"".join(parts)
+
+    def _run(self, cpu: int | None, rows) -> bytes:
+        """A run of records of one length: the hex from a line template (FixedLines), the
+        `--type` fields (plain integers only) unpacked for the whole run at once."""
+        key = (cpu, rows.shape[1])
+        if key not in self.fixed:
+            plain = Formatter(self.as_json) if self.typed else self
+            self.fixed[key] = FixedLines(plain, cpu, rows.shape[1])
+        hexed = self.fixed[key].format(rows)
+        if not self.typed:
+            return hexed
+        import struct
+
+        code, template = self.scalars
+        size = self.typed[2]
+        values = struct.iter_unpack(code, rows[:, :size].tobytes())
+        if not self.as_json:
+            return b"".join([template % v + b"\n" for v in values])
+        width = len(hexed) // len(rows)  # each line ends in ]}\n: the fields go before }
+        tail = b',"formatted":' + template + b"}\n"
+        return b"".join([hexed[i * width:(i + 1) * width - 2] + tail % v
+                         for i, v in enumerate(values)])
 
     def line(self, cpu: int | None, data: bytes | Lost) -> str:
         if isinstance(data, Lost):
@@ -166,6 +186,28 @@ class Formatter:
         head = "" if cpu is None else f'"cpu":{cpu},'
         tail = "" if formatted is None else f',"formatted":{formatted}'
         return f'{{{head}"data":[{",".join(hex_node(data))}]{tail}}}\n'
+
+
+def _scalar_template(btf, tid: int) -> tuple[str, bytes] | None:
+    """For a layout of plain integers only (the common `u32,u64,...`): the struct format
+    that unpacks a record and the %-template of its `formatted` JSON; None otherwise."""
+    from bpfsession.btf import KIND_STRUCT, json_string
+    from bpfsession.mapfmt import _scalar_code
+
+    t = btf.types[btf.resolve(tid)]
+    if t.kind != KIND_STRUCT:
+        code = _scalar_code(btf, tid)
+        return None if code is None else ("<" + code, b"%d")
+    fmt, fields, at = "<", [], 0
+    for m in t.members:
+        code = _scalar_code(btf, m.type)
+        if code is None or m.bitfield_size or m.bit_offset % 8:
+            return None
+        fmt += "x" * (m.bit_offset // 8 - at) + code
+        at = m.bit_offset // 8 + btf.size_of(m.type)
+        fields.append(f"{json_string(m.name)}:%d")
+    fmt += "x" * (t.size - at)
+    return fmt, ("{" + ",".join(fields) + "}").encode()
 
 
 class FixedLines:

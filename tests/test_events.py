@@ -223,15 +223,18 @@ def test_no_fd_left_behind_and_perf_slots_emptied(prog):
 
 @pytest.mark.parametrize("as_json", [False, True])
 @pytest.mark.parametrize("cpu", [None, 1])
-def test_runs_of_records_format_as_each_record_does(as_json, cpu):
+@pytest.mark.parametrize("layout", [None, "u32,u32,u32", "u8,s32,u16", "s64", "u32,char[4]",
+                                    "u8[2],u16"])
+def test_runs_of_records_format_as_each_record_does(as_json, cpu, layout):
     import numpy as np
 
     rows = np.random.default_rng(7).integers(0, 256, (50, 13), dtype=np.uint8)
-    fmt = events.Formatter(as_json)
-    one_by_one = "".join(fmt.line(cpu, r.tobytes()) for r in rows).encode()
-    assert fmt.render(cpu, [rows[:20], b"\x01\x02", events.Lost(3), rows[20:]]) == \
-        one_by_one[:len(one_by_one) * 20 // 50] + fmt.line(cpu, b"\x01\x02").encode() + \
-        fmt.line(cpu, events.Lost(3)).encode() + one_by_one[len(one_by_one) * 20 // 50:]
+    fmt = events.Formatter(as_json, layout)
+    items = [rows[:20], b"\x01\x02", events.Lost(3), rows[20:]]
+    one_by_one = [fmt.line(cpu, r.tobytes()) for r in rows[:20]] + \
+        [fmt.line(cpu, b"\x01\x02"), fmt.line(cpu, events.Lost(3))] + \
+        [fmt.line(cpu, r.tobytes()) for r in rows[20:]]
+    assert fmt.render(cpu, items) == "".join(one_by_one).encode()
 
 
 def test_inside_a_session_by_env_name(prog, sessions, sess_tmp):
