@@ -67,8 +67,9 @@ class PerfReader:
                     if err.errno == errno.ENODEV:
                         continue  # an offline CPU
                     raise BpfSessionError(f"cannot open a perf buffer on CPU {cpu}: "
-                                          f"{err.strerror} (needs root or "
-                                          "perf_event_paranoid <= 1)") from None
+                                          f"{err.strerror} (a CPU-wide event needs root, "
+                                          "CAP_PERFMON, or kernel.perf_event_paranoid <= 0)")\
+                        from None
                 self.buffers[buf.fd] = buf
                 self._store(cpu, buf.fd)
         except BaseException:
