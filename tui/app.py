@@ -191,6 +191,11 @@ class BpfSessionApp(App):
         self.push_screen(PromptScreen(f"Save the env lines of {s.name} to the file:",
                                       f"{name}.env"), chosen)
 
+    def action_trace(self) -> None:
+        from tui.trace import TraceScreen  # the trace view (bpf_printk lines), key t
+
+        self.push_screen(TraceScreen())
+
     def end_session(self, s: Session) -> None:
         self.run_action_worker("End session", self.source.end, s)
 

@@ -53,6 +53,7 @@ class MainScreen(Screen):
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("q", "app.quit", "Quit"),
+        Binding("t", "app.trace", "Trace", show=False),
     ]
 
     def __init__(self) -> None:

@@ -21,6 +21,7 @@ VERBS = {
     "update": ("write one entry", "MAP key DATA value DATA [any|noexist|exist]"),
     "delete": ("remove one entry", "MAP key DATA"),
     "pin": ("pin the map in bpffs", "MAP PATH"),
+    "events": ("stream a ring buffer's or perf event array's records", "MAP"),
 }
 
 EPILOG = """\
@@ -50,11 +51,14 @@ def register(sub) -> None:
         v = verbs.add_parser(verb, help=text, description=text, epilog=EPILOG,
                              usage=f"bpfsession map {verb} {usage} [-j] [-p]"
                                    + (" [--key-type T] [--value-type T]"
-                                      if verb not in ("show", "pin") else ""),
+                                      if verb not in ("show", "pin", "events") else "")
+                                   + (" [--type T]" if verb == "events" else ""),
                              formatter_class=RawFormatter)
         v.add_argument("-j", "--json", action="store_true", help="JSON output, as bpftool -j")
         v.add_argument("-p", "--pretty", action="store_true", help="pretty JSON (implies -j)")
-        if verb not in ("show", "pin"):
+        if verb == "events":
+            v.add_argument("--type", metavar="T", help="record layout, as --value-type")
+        elif verb not in ("show", "pin"):
             v.add_argument("--key-type", metavar="T",
                            help="key layout when the map has no BTF: u32, or u32,u16,u16 ...")
             v.add_argument("--value-type", metavar="T",
@@ -64,7 +68,7 @@ def register(sub) -> None:
 
 
 _FLAGS = {"-j": "json", "--json": "json", "-p": "pretty", "--pretty": "pretty"}
-_VALUED = {"--key-type": "key_type", "--value-type": "value_type"}
+_VALUED = {"--key-type": "key_type", "--value-type": "value_type", "--type": "type"}
 
 
 def _options(args) -> list[str]:
@@ -325,5 +329,15 @@ def do_pin(args, words, out) -> int:
     return 0
 
 
+def do_events(args, words, out) -> int:
+    from bpfsession import events
+
+    m, rest = _open(words)
+    with m:
+        _check_no_args(rest, "events")
+        events.run(m, out, args.json, args.type)
+    return 0
+
+
 HANDLERS = {"show": do_show, "dump": do_dump, "lookup": do_lookup, "update": do_update,
-            "delete": do_delete, "pin": do_pin}
+            "delete": do_delete, "pin": do_pin, "events": do_events}

@@ -21,6 +21,8 @@ COMMANDS = {
     "attach": "bpfsession.cli.sessions",
     "map": "bpfsession.cli.map",
     "tui": "bpfsession.cli.tui",
+    "graft": "bpfsession.cli.graft",
+    "debug": "bpfsession.cli.debug",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
