@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -68,7 +69,11 @@ def packets_take(prog, veth, slot: int | None) -> None:
 
 
 def bpffs_listing() -> set[str]:
-    return set(os.listdir("/sys/fs/bpf"))
+    """/sys/fs/bpf's entries, less those of other test runs (uniq() names with another
+    pid), which may come and go meanwhile."""
+    mine = f"{os.getpid() % 100000}x"
+    return {n for n in os.listdir("/sys/fs/bpf")
+            if not re.fullmatch(r"[A-Za-z_]+\d+x\d+", n) or mine in n}
 
 
 def test_graft_replace_delete(tail, veth, sessions, graft_obj):
