@@ -62,7 +62,8 @@ def test_commands(complete):
     parser_commands = [name for name, _, _ in manpage.subcommands(build_parser())]
     assert complete("") == parser_commands
     assert complete("s") == ["send", "show"]
-    assert complete("-") == ["-h", "--help", "--version"]
+    assert complete("-") == ["-h", "--help", "--version", "-j", "--json", "-p", "--pretty",
+                             "-q", "--quiet"]
 
 
 def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
@@ -71,8 +72,27 @@ def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
 
 def test_options_of_every_command_match_the_parser(complete):
     """The completion's option tables cannot drift from build_parser()."""
+    assert set(complete("-")) == _option_strings(build_parser())
     for words, parser, _ in manpage.walk(build_parser()):
         assert set(complete(*words, "-")) == _option_strings(parser), words
+
+
+def test_global_options_anywhere_before_the_command(complete):
+    assert complete("-j", "li") == ["list"]
+    assert complete("-q", "list", "--no") == ["--no-headers"]
+    assert complete("map", "-j", "du") == ["dump"]
+
+
+def test_list_filters(complete):
+    assert complete("list", "") == ["netns", "name"]
+    assert complete("list", "--no-headers", "n") == ["netns", "name"]
+    assert complete("list", "name", "x*", "") == ["netns", "name"]
+    name = uniq("bscomp")
+    run(["ip", "netns", "add", name])
+    try:
+        assert complete("list", "netns", name[:-1]) == [name]
+    finally:
+        run(["ip", "netns", "del", name], check=False)
 
 
 def test_options_taking_an_argument_match_the_parser():
