@@ -93,6 +93,8 @@ def parse_filters(words: list[str]) -> dict[str, str]:
 def matches(session, filters: dict[str, str]) -> bool:
     """`name`: a shell glob over the session's name; `netns`: its netns name or path, or
     `-` for the host's."""
+    if not filters:
+        return True
     from fnmatch import fnmatchcase
 
     if "name" in filters and not fnmatchcase(session.name, filters["name"]):
