@@ -170,3 +170,13 @@ def test_global_options_sprinkled_anywhere_parse_the_same_both_ways(plain, inser
     assert fast == slow
     words, _ = split_globals(argv)
     assert words == plain
+
+
+def test_send_help_describes_each_source(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["send", "--help"])
+    out = capsys.readouterr().out
+    for source in ("--map-id ID", "--pinned PATH", "--prog-id ID", "--dev IFACE", "--ingress",
+                   "--egress", "--session SESSION"):
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(source))
+        assert len(line.strip()) > len(source) + 10, line

@@ -36,13 +36,21 @@ def register(sub) -> None:
     p.add_argument("--netns", help="network namespace of --dev (name or path)")
     p.add_argument("-j", "--json", action="store_true", help="report what was sent as JSON")
     src = p.add_argument_group("sources (repeatable, in order)")
-    src.add_argument("--map-id", action=_SourceAction, metavar="ID")
-    src.add_argument("--pinned", action=_SourceAction, metavar="PATH")
-    src.add_argument("--prog-id", action=_SourceAction, metavar="ID")
-    src.add_argument("--dev", action=_SourceAction, metavar="IFACE")
-    src.add_argument("--ingress", action=_SourceAction, nargs=0)
-    src.add_argument("--egress", action=_SourceAction, nargs=0)
-    src.add_argument("--session", action=_SourceAction, metavar="SESSION")
+    src.add_argument("--map-id", action=_SourceAction, metavar="ID",
+                     help="the map with this kernel id (bpftool map show)")
+    src.add_argument("--pinned", action=_SourceAction, metavar="PATH",
+                     help="the map pinned at PATH in bpffs")
+    src.add_argument("--prog-id", action=_SourceAction, metavar="ID",
+                     help="every map the program with this kernel id uses")
+    src.add_argument("--dev", action=_SourceAction, metavar="IFACE",
+                     help="every map of the tc bpf filters on IFACE (in --netns), in the "
+                          "direction that follows")
+    src.add_argument("--ingress", action=_SourceAction, nargs=0,
+                     help="--dev IFACE's ingress (clsact) filters")
+    src.add_argument("--egress", action=_SourceAction, nargs=0,
+                     help="--dev IFACE's egress (clsact) filters")
+    src.add_argument("--session", action=_SourceAction, metavar="SESSION",
+                     help="every map of a live session (name, id or a pid in it)")
     p.set_defaults(func=run, sources=[])
 
 
