@@ -113,7 +113,8 @@ class FixedSource:
             raise BpfSessionError(f"map {m.id} is gone (did its session end?)")
         shown = self.entries[m.id][:limit]
         return MapRows(map_title(m, session), {k: (k, v) for k, v in shown},
-                       more=len(self.entries[m.id]) > limit, typed=self.typed)
+                       more=len(self.entries[m.id]) > limit, typed=self.typed,
+                       total=len(self.entries[m.id]))
 
     def dump_map(self, m: SessionMap, path: str) -> str:
         with open(path, "w") as f:
