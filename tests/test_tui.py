@@ -381,7 +381,7 @@ async def test_keyed_table_keeps_cursor_and_screen_offset():
 
     class One(App):
         def compose(self):
-            yield KeyedTable(rows.ENTRY_COLUMNS, id="t")
+            yield KeyedTable((("key", "KEY"), ("value", "VALUE")), id="t")
 
     app = One()
     async with app.run_test(size=(60, 20)) as pilot:
