@@ -222,3 +222,68 @@ def test_live_session_names_and_their_map_names(complete, tc_session):
 def test_map_type_layouts(complete):
     assert complete("map", "dump", "id", "3", "--key-type", "u32,u1") == ["u32,u16"]
     assert complete("map", "lookup", "--value-type", "s") == ["s8", "s16", "s32", "s64"]
+
+
+# ---- zsh and fish: generated from the same parser ------------------------------------------
+
+ZSH = ROOT / "share" / "zsh" / "site-functions" / "_bpfsession"
+FISH = ROOT / "share" / "fish" / "vendor_completions.d" / "bpfsession.fish"
+
+
+def test_zsh_and_fish_scripts_are_fresh_renderings():
+    from bpfsession import completion
+
+    assert ZSH.read_text() == completion.render_zsh(), "stale: run scripts/gen-manpage.sh"
+    assert FISH.read_text() == completion.render_fish(), "stale: run scripts/gen-manpage.sh"
+
+
+def test_zsh_script_is_valid_and_defines_the_completion():
+    assert run(["zsh", "-n", str(ZSH)]).returncode == 0
+    script = (f"fpath=({ZSH.parent} $fpath); autoload -U compinit; compinit -u -d "
+              f"{ZSH.parent}/.zcompdump-test; print -r -- $_comps[bpfsession]")
+    try:
+        assert run(["zsh", "-f", "-c", script]).stdout.strip() == "_bpfsession"
+    finally:
+        for dump in ZSH.parent.glob(".zcompdump-test*"):
+            dump.unlink()
+
+
+def test_zsh_script_knows_every_command_and_option():
+    text = ZSH.read_text()
+    for words, parser, _ in manpage.walk(build_parser()):
+        assert f"'{words[-1]}:" in text or f"{words[-1]})" in text, words
+        for option in _option_strings(parser):
+            assert option in text, (words, option)
+
+
+def fish_complete(line: str, env: dict[str, str] | None = None) -> list[str]:
+    """What fish offers for the command line `line` (its `complete -C`)."""
+    full_env = {**os.environ, "PATH": f"{ROOT}/.venv/bin:{os.environ['PATH']}",
+                "HOME": "/nonexistent", **(env or {})}
+    res = subprocess.run(["fish", "--no-config", "-c",
+                          f"source {FISH}; complete -C {json.dumps(line)}"],
+                         capture_output=True, text=True, timeout=60, env=full_env)
+    assert (res.returncode, res.stderr) == (0, ""), res.stderr
+    return [line.split("\t")[0] for line in res.stdout.splitlines()]
+
+
+def test_fish_commands_and_options_match_the_parser():
+    parser = build_parser()
+    assert sorted(fish_complete("bpfsession ")) == sorted(
+        n for n, _, _ in manpage.subcommands(parser))
+    for words, sub, _ in manpage.walk(parser):
+        if manpage.subcommands(sub):
+            continue
+        offered = set(fish_complete("bpfsession " + " ".join(words) + " -"))
+        offered |= set(fish_complete("bpfsession " + " ".join(words) + " --"))
+        assert offered == _option_strings(sub), words
+
+
+def test_fish_completes_live_names_and_stops_at_run(tc_session):
+    proc, map_names = tc_session
+    name = wait_for(lambda: (_listed(proc.pid) or {}).get("name"), timeout=10,
+                    what=f"`bpfsession list` to show pid {proc.pid}")
+    assert name in fish_complete("bpfsession show ")
+    assert name in fish_complete("bpfsession send /x --session ")
+    assert "--netns" not in fish_complete("bpfsession attach s run ls --n")
+    assert "BPF_MAP0" in fish_complete("bpfsession map dump ", env={"BPF_MAP0": "3"})
