@@ -120,8 +120,8 @@ async def test_footer_keeps_quit_and_help_at_80x24():
 
 
 @aio
-async def test_q_quits_from_the_map_view_as_from_the_list():
-    for keys in (["q"], ["m", "q"]):
+async def test_q_quits_from_every_screen():
+    for keys in (["q"], ["m", "q"], ["question_mark", "q"], ["k", "q"], ["m", "f1", "q"]):
         app = make_app()
         async with app.run_test(size=(100, 30)) as pilot:
             await scanned(pilot)

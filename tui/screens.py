@@ -423,7 +423,8 @@ class ConfirmScreen(ModalScreen[bool]):
     """Yes or no to something that cannot be undone; the default is no."""
 
     BINDINGS = [Binding("escape,n", "answer(False)", "Cancel"),
-                Binding("y", "answer(True)", "Yes")]
+                Binding("y", "answer(True)", "Yes"),
+                Binding("q", "app.quit", "Quit")]
 
     def __init__(self, question: str, detail: str, yes: str) -> None:
         super().__init__()
@@ -451,9 +452,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key of the screen it was opened on (and the app's), Esc (or ?, q) closes."""
+    """Every key of the screen it was opened on (and the app's); Esc (or ?, F1) closes."""
 
-    BINDINGS = [Binding("escape,question_mark,f1,q", "dismiss", "Close")]
+    BINDINGS = [Binding("escape,question_mark,f1", "dismiss", "Close"),
+                Binding("q", "app.quit", "Quit")]
 
     def __init__(self, title: str, keys: list[tuple[str, str]]) -> None:
         super().__init__()
