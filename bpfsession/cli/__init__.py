@@ -106,7 +106,7 @@ def report_error(err: BpfSessionError, as_json: bool) -> None:
     if as_json:
         import json
 
-        print(json.dumps({"error": err.hint}))
+        print(json.dumps({"error": err.hint}, separators=(",", ":")))
     sys.stderr.write(f"bpfsession: {err.hint}\n")
 
 

@@ -55,8 +55,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import json
-
     from bpfsession.send import send
 
     netns_path = None
@@ -66,7 +64,9 @@ def run(args) -> int:
         netns_path = resolve(args.netns).path
     obj, infos = send(args.uds, args.sources, args.obj, netns_path)
     if args.json:
-        print(json.dumps({"obj": obj, "uds": args.uds, "maps": [
+        from bpfsession.cli import print_json
+
+        print_json({"obj": obj, "uds": args.uds, "maps": [
             {"env": f"BPF_MAP{i}", "id": m.id, "name": m.name, "type": m.type_name}
-            for i, m in enumerate(infos)]}))
+            for i, m in enumerate(infos)]}, args)
     return 0
