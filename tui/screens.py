@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 
 from bpfsession.discover import Session, SessionMap
 from bpfsession.errors import BpfSessionError
+from bpfsession.printable import printable
 from tui import rows
 from tui.messages import MapRead, MapReadFailed, ScanFailed, SessionsScanned
 from tui.widgets import DetailPane, KeyedTable, SessionsTable
@@ -407,7 +408,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(Text(self.question))
+            yield Label(Text(printable(self.question)))
             yield Input(self.value, placeholder=self.placeholder, id="answer")
             yield Label("Enter: OK   Escape: cancel", classes="hint")
 
@@ -434,8 +435,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(Text(self.question), classes="question")
-            yield Label(Text(self.detail))
+            yield Label(Text(printable(self.question)), classes="question")
+            yield Label(Text(printable(self.detail)))
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.yes} (y)", variant="error", id="yes")
                 yield Button("Cancel (n)", variant="primary", id="no")
