@@ -65,11 +65,21 @@ async def select(pilot, app, session_id: str) -> None:
     table = sessions_table(app)
     table.focus()
     await until(pilot, lambda: session_id in table.shown, what=f"row {session_id}")
-    target = table.get_row_index(session_id)
-    await pilot.press("home")
-    for _ in range(target):
-        await pilot.press("down")
-    await until(pilot, lambda: table.selected_key == session_id, what="the cursor on it")
+    # Other sessions on the machine come and go while the keys travel, moving rows: walk
+    # again from the top until the cursor lands (once on it, it stays on it).
+    deadline = time.monotonic() + 30
+    while True:
+        target = table.get_row_index(session_id)
+        await pilot.press("home")
+        for _ in range(target):
+            await pilot.press("down")
+        await pilot.pause()
+        if table.selected_key == session_id:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for the cursor on {session_id} (row "
+                                 f"{target} of {table.row_count}; the cursor on row "
+                                 f"{table.cursor_row}, focus on {app.focused})")
 
 
 async def type_filter(pilot, text: str) -> None:
