@@ -287,3 +287,33 @@ def test_fish_completes_live_names_and_stops_at_run(tc_session):
     assert name in fish_complete("bpfsession send /x --session ")
     assert "--netns" not in fish_complete("bpfsession attach s run ls --n")
     assert "BPF_MAP0" in fish_complete("bpfsession map dump ", env={"BPF_MAP0": "3"})
+
+
+def zsh_complete(line: str, env: dict[str, str] | None = None) -> list[str]:
+    """What zsh offers for the command line `line` (TAB at its end), through a pty."""
+    full_env = {**os.environ, "PATH": f"{ROOT}/.venv/bin:{os.environ['PATH']}", **(env or {})}
+    res = subprocess.run(["zsh", "-f", str(ROOT / "tests" / "zsh_capture.zsh"),
+                          str(ZSH.parent), line], capture_output=True, text=True,
+                         timeout=60, env=full_env)
+    assert (res.returncode, res.stderr) == (0, ""), res.stderr
+    return sorted(w for w in res.stdout.splitlines() if w)
+
+
+def test_zsh_commands_and_options_match_the_parser():
+    parser = build_parser()
+    assert zsh_complete("bpfsession ") == sorted(n for n, _, _ in manpage.subcommands(parser))
+    for words, sub, _ in manpage.walk(parser):
+        if manpage.subcommands(sub):
+            continue
+        long_ = {o for o in _option_strings(sub) if o.startswith("--")}
+        assert set(zsh_complete("bpfsession " + " ".join(words) + " --")) == long_, words
+
+
+def test_zsh_completes_words_live_names_and_stops_at_run(tc_session):
+    proc, _ = tc_session
+    name = wait_for(lambda: (_listed(proc.pid) or {}).get("name"), timeout=10,
+                    what=f"`bpfsession list` to show pid {proc.pid}")
+    assert name in zsh_complete("bpfsession show ")
+    assert zsh_complete("bpfsession -j li") == ["list"]
+    assert zsh_complete("bpfsession list ") == ["name", "netns"]
+    assert "--netns" not in zsh_complete("bpfsession attach s run ls --n")
