@@ -459,3 +459,28 @@ def test_matching_words():
     assert rows.matches(row, "PROTO web", rows.ALL_NETNS)
     assert not rows.matches(row, "proto nope", rows.ALL_NETNS)
     assert rows.matches(row, "", "blue") and not rows.matches(row, "", rows.HOST_NETNS)
+
+
+def test_attach_check_refuses_another_users_session_before_the_handover(new_session, run_dir,
+                                                                        make_map):
+    """As uid 65534, LiveSource.check_attach (what the TUI asks before it suspends) of
+    root's session is a one-line refusal, not a shell that fails in a suspended screen."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    os.chmod(run_dir, 0o755)
+    _, entry = new_session([make_map(name=uniq("tuiR"))], uniq("tuiroot"))
+    script = ("import sys\nfrom bpfsession.errors import BpfSessionError\n"
+              "from tui.source import LiveSource\n"
+              f"src = LiveSource(run_dir={run_dir!r})\n"
+              f"s = next(x for x in src.scan() if x.id == {entry['id']!r})\n"
+              "try:\n    src.check_attach(s)\nexcept BpfSessionError as err:\n"
+              "    print(err.hint)\nelse:\n    print('ALLOWED')\n")
+    res = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                          sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    hint = res.stdout.strip()
+    assert hint != "ALLOWED" and "\n" not in hint and "may not attach" in hint, hint

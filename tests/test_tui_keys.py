@@ -253,3 +253,18 @@ async def test_own_session_attaches_without_asking_and_a_missing_interpreter_is_
         await until(pilot, lambda: notes(app), "a notification")
         assert "no interpreter at /nonexistent/python3" in notes(app)[0]
         assert isinstance(app.screen, MainScreen)
+
+
+@aio
+async def test_a_refused_attach_is_a_notification_before_the_terminal_is_handed_over():
+    from tests.test_tui_snapshots import ENTRIES as fixed_entries
+
+    app = BpfSessionApp(FixedSource(sessions(), dict(fixed_entries), at=AT,
+                                    refuse_attach="not allowed to take session x's maps"),
+                        interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await scanned(pilot)
+        await pilot.press("a")
+        await until(pilot, lambda: notes(app), "a notification")
+        assert notes(app) == ["not allowed to take session x's maps"]
+        assert isinstance(app.screen, MainScreen)

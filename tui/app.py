@@ -28,7 +28,7 @@ from bpfsession.discover import Session, SessionMap
 from bpfsession.errors import BpfSessionError
 from bpfsession.printable import printable
 from tui import rows, source
-from tui.messages import ActionDone, ActionFailed
+from tui.messages import ActionDone, ActionFailed, AttachChecked
 from tui.screens import HelpScreen, MainScreen, MapScreen, PromptScreen
 from tui.widgets import KeyedTable
 
@@ -168,6 +168,24 @@ class BpfSessionApp(App):
                                 screen.action_pause)
 
     # ---- actions that need the terminal or outlive a screen ----------------------------------
+
+    def attach(self, s: Session, command: list[str] | None) -> None:
+        """Attach (or run CMD attached) once a worker has checked that the maps can be
+        taken; a refusal is a notification and the TUI stays as it was."""
+        self.check_attach_worker(s, command)
+
+    @work(thread=True, group="actions")
+    def check_attach_worker(self, s: Session, command: list[str] | None) -> None:
+        try:
+            self.source.check_attach(s)
+        except BpfSessionError as err:
+            self.post_message(ActionFailed("Attach", err.hint))
+        else:
+            self.post_message(AttachChecked(s, command))
+
+    def on_attach_checked(self, msg: AttachChecked) -> None:
+        self.run_attached(msg.session, msg.command)
+        self.main.refresh_now()
 
     def run_attached(self, s: Session, command: list[str] | None) -> None:
         """Suspend the TUI, run `bpfsession attach SESSION [run CMD]` in the terminal, resume.

@@ -234,8 +234,7 @@ class MainScreen(Screen):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.app.run_attached(s, command)
-                self.refresh_now()
+                self.app.attach(s, command)
 
         if s.uid == os.getuid():
             confirmed(True)
