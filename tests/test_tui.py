@@ -253,6 +253,48 @@ async def test_dump_map_writes_what_map_dump_prints(tc_session, make_map, short_
 
 
 @aio
+async def test_map_view_rates_real_packets_per_field(tc_session, tc_counter):
+    """The DELTA RATE of proto_stats's IPv4 entry: the packets counted between two reads
+    (the view reads once per read_loop() call with interval=None: no race with a timer)."""
+    from bpfsession.kernel import bpf as kbpf
+
+    fds = {name: kbpf.map_get_fd_by_id(i) for name, i in sorted(tc_counter.map_ids.items())}
+    try:
+        s = tc_session(fds)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    send_udp(tc_counter.veth.ns_ip, count=2)
+    app = BpfSessionApp(interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, s.id)
+        maps = detail_table(app, "maps")
+        await until(pilot, lambda: len(maps.shown) == 2, what="the maps")
+        stats_fd = next(k for k, r in maps.shown.items() if r[3] == "proto_stats")
+        maps.move_cursor(row=maps.get_row_index(stats_fd))
+        await pilot.press("m")
+        screen = await until(pilot, lambda: isinstance(app.screen, MapScreen) and app.screen,
+                             what="the map view")
+        entries = screen.query_one("#entries", KeyedTable)
+        await until(pilot, lambda: "2048" in entries.shown, what="the IPv4 entry")
+        before = json.loads(entries.shown["2048"][1])
+        send_udp(tc_counter.veth.ns_ip, count=3)
+        deadline = time.monotonic() + 10
+        while True:  # until a read sees them (the kernel counts as the packets arrive)
+            assert time.monotonic() < deadline, "the 3 packets were never counted"
+            screen.read_loop()
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            now = json.loads(entries.shown["2048"][1])
+            if now["packets"] >= before["packets"] + 3:
+                break
+            before = now
+        rate = entries.shown["2048"][2]
+        assert rate.startswith(f"packets +{now['packets'] - before['packets']} "), rate
+        assert f"  bytes +{now['bytes'] - before['bytes']} " in rate, rate
+
+
+@aio
 async def test_copy_env_lines(tc_session, make_map):
     s = tc_session({"a": make_map(name=uniq("tuiC")), "b": make_map(name=uniq("tuiC"))})
     app = BpfSessionApp(interval=FAST)

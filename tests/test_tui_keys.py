@@ -172,10 +172,17 @@ async def test_a_click_on_a_header_sorts_by_it():
 # ---- the map view ---------------------------------------------------------------------------
 
 
+async def read_again(pilot, screen) -> None:
+    """One more read of the map view (interval=None reads once per call: deterministic)."""
+    screen.read_loop()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 @aio
 async def test_map_view_count_delta_rate_and_pause():
     entries = {41: list(ENTRIES[41]), 42: [("0", "1631")]}
-    app = make_app(entries=entries, interval=0.05)
+    app = make_app(entries=entries)
     async with app.run_test(size=(100, 30)) as pilot:
         await scanned(pilot)
         maps = app.main.query_one("#maps", KeyedTable)
@@ -186,17 +193,36 @@ async def test_map_view_count_delta_rate_and_pause():
         rows = screen.query_one("#entries", KeyedTable)
         await until(pilot, lambda: rows.shown.get("0", ("",))[0] == "0", "the entry")
         status = screen.query_one("#map-status")
-        await until(pilot, lambda: "1 entries" in str(status.render()), "the count")
+        assert "1 entries" in str(status.render())
+        assert rows.shown["0"][2] == ""  # one read: nothing to compare with yet
         entries[42] = [("0", "1731")]
-        await until(pilot, lambda: rows.shown["0"][2].startswith("+100 "), "a delta of 100")
-        assert rows.shown["0"][2].endswith("/s")
+        await read_again(pilot, screen)
+        assert rows.shown["0"][2].startswith("+100 ") and rows.shown["0"][2].endswith("/s")
         await pilot.press("space")
         await until(pilot, lambda: "paused" in str(status.render()), "paused")
         entries[42] = [("0", "9999")]
-        await pilot.pause(0.3)  # several refresh intervals: nothing may be read
+        await read_again(pilot, screen)  # paused: not read
         assert rows.shown["0"][1] == "1731"
         await pilot.press("space")
-        await until(pilot, lambda: rows.shown["0"][1] == "9999", "resumed")
+        await read_again(pilot, screen)
+        assert rows.shown["0"][1] == "9999" and rows.shown["0"][2].startswith("+8268 ")
+
+
+@aio
+async def test_map_view_rates_each_field_of_a_struct_of_counters():
+    entries = {41: [("2048", '{"packets":10,"bytes":640}')], 42: [("0", "1")]}
+    app = make_app(entries=entries)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await scanned(pilot)
+        await pilot.press("m")
+        screen = await until(pilot, lambda: isinstance(app.screen, MapScreen) and app.screen,
+                             "the map view")
+        rows = screen.query_one("#entries", KeyedTable)
+        await until(pilot, lambda: "2048" in rows.shown, "the entry")
+        entries[41] = [("2048", '{"packets":13,"bytes":832}')]
+        await read_again(pilot, screen)
+        rate = rows.shown["2048"][2]
+        assert rate.startswith("packets +3 ") and "  bytes +192 " in rate, rate
 
 
 @aio

@@ -183,15 +183,40 @@ def counter(value: str) -> int | None:
     return None
 
 
+def counters(value: str) -> dict[str, int] | None:
+    """{"": n} for one counter (see counter()); {field: n} for a BTF struct whose fields
+    are all integers (`{"packets":3,"bytes":180}`); None for anything else."""
+    one = counter(value)
+    if one is not None:
+        return {"": one}
+    if not value.startswith("{"):
+        return None
+    import json
+
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not doc or not all(
+            type(v) is int for v in doc.values()):
+        return None
+    return doc
+
+
 def rate_cell(old: str | None, new: str, seconds: float) -> str:
-    """`+DELTA  RATE/s` between two reads of one entry; '' when not a counter or new."""
+    """The change of each counter of an entry between two reads, and its rate per second:
+    `+120  119.8/s`, or per field `packets +4 4.0/s  bytes +240 239.5/s`; '' when the
+    entry is new or holds no counters."""
     if old is None or seconds <= 0:
         return ""
-    a, b = counter(old), counter(new)
-    if a is None or b is None:
+    a, b = counters(old), counters(new)
+    if a is None or b is None or a.keys() != b.keys():
         return ""
-    delta = b - a
-    return f"{delta:+d}  {delta / seconds:,.1f}/s"
+    parts = []
+    for name in b:
+        delta = b[name] - a[name]
+        parts.append(f"{name + ' ' if name else ''}{delta:+d} {delta / seconds:,.1f}/s")
+    return "  ".join(parts)
 
 
 def plural(n: int, word: str) -> str:
