@@ -17,6 +17,8 @@ import re
 import sys
 from collections.abc import Iterator
 
+from bpfsession.cli.parser import GLOBAL_OPTIONS, is_global
+
 TITLE = "System Administration"
 
 DESCRIPTION = r"""
@@ -263,6 +265,20 @@ directory: the wire protocol, the environment contract, containers and Kubernete
 """.strip()
 
 
+GLOBAL_NOTE = r"""
+The options above are accepted by every command, anywhere on the line before
+.B run
+(or
+.BR \-\- ):
+the words after it belong to the command that is run.
+.B \-j
+prints one compact JSON document (JSON Lines for the streams), as
+.BR "bpftool \-j" ;
+.B \-p
+the same, indented.
+""".strip()
+
+
 def esc(text: str) -> str:
     """Text for roff: backslashes and dashes escaped (`\\-` is what users type as `-`)."""
     text = text.replace("\\", "\\e").replace("-", "\\-")
@@ -303,6 +319,8 @@ def _documented(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
             continue
         if isinstance(action, argparse._SubParsersAction):
             continue
+        if action.option_strings and all(is_global(o) for o in action.option_strings):
+            continue  # documented once, under OPTIONS
         if not action.option_strings and action.nargs == argparse.REMAINDER \
                 and action.metavar is None:
             continue  # free-form words, already spelled out by the usage line
@@ -394,6 +412,10 @@ def render() -> str:
     out += [".SH OPTIONS", ".TP", r"\fB\-h\fR, \fB\-\-help\fR",
             "Print the usage of bpfsession or of one command, and exit."]
     out += [".TP", r"\fB\-\-version\fR", "Print the version and exit."]
+    for options, text in GLOBAL_OPTIONS:
+        out += [".TP", ", ".join(rf"\fB{esc(o)}\fR" for o in options), esc(_sentence(text, True))
+                + "."]
+    out += [".PP", GLOBAL_NOTE]
     out += [".SH ARGUMENTS", ARGUMENTS]
     out += [".SH COMMANDS"]
     for words, sub, help_ in commands:

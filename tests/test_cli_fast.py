@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bpfsession.cli import build_parser, sessions
+from bpfsession import cli
+from bpfsession.cli import build_parser, parse_args, sessions, split_globals
 from bpfsession.cli.new import _FAST_OPTIONS, fast_parse
+from bpfsession.cli.parser import is_global
+
+
+def both(argv: list[str]) -> tuple[dict, dict]:
+    """The Namespace of `bpfsession ARGV` through the fast path and through argparse."""
+    return vars(parse_args(argv)), vars(parse_args(argv, fast=False))
 
 SAME = [
     ["imp", "/tmp/u"],
@@ -26,9 +35,9 @@ FALLBACK = [
 
 @pytest.mark.parametrize("argv", SAME)
 def test_fast_path_equals_argparse(argv):
-    fast = fast_parse("new", argv)
-    assert fast is not None
-    assert vars(fast) == vars(build_parser("new").parse_args(["new", *argv]))
+    assert fast_parse("new", argv) is not None
+    fast, slow = both(["new", *argv])
+    assert fast == slow
 
 
 @pytest.mark.parametrize("argv", FALLBACK)
@@ -39,27 +48,135 @@ def test_anything_unusual_goes_to_argparse(argv):
 def test_fast_options_are_the_grammars_options():
     new = build_parser("new")._subparsers._group_actions[0].choices["new"]
     grammar = {opt: action.dest for action in new._actions for opt in action.option_strings
-               if opt.startswith("--") and opt != "--help"}
+               if opt.startswith("--") and opt != "--help" and not is_global(opt)}
     assert grammar == {opt: dest for opt, (dest, _) in _FAST_OPTIONS.items()}
 
 
 SESSIONS_SAME = [
     ["list"], ["list", "-j"], ["list", "--json"], ["show", "s1"], ["show", "-j", "42"],
     ["show", "s1", "--json"], ["attach", "s1"], ["attach", "tc-9", "run", "sh", "-c", "x -j"],
+    ["list", "netns", "blue", "name", "a*"], ["list", "x"], ["-p", "list", "-q"],
 ]
 SESSIONS_FALLBACK = [
-    ["list", "--watch"], ["list", "--watch", "2", "-j"], ["list", "x"], ["show"],
+    ["list", "--watch"], ["list", "--watch", "2", "-j"], ["list", "--no-headers"], ["show"],
     ["show", "a", "b"], ["show", "-h"], ["attach"], ["attach", "-h"], ["attach", "s", "-x"],
 ]
 
 
 @pytest.mark.parametrize("argv", SESSIONS_SAME)
 def test_sessions_fast_path_equals_argparse(argv):
-    fast = sessions.fast_parse(argv[0], argv[1:])
-    assert fast is not None
-    assert vars(fast) == vars(build_parser(argv[0]).parse_args(argv))
+    words, _ = split_globals(argv)
+    assert sessions.fast_parse(words[0], words[1:]) is not None
+    fast, slow = both(argv)
+    assert fast == slow
 
 
 @pytest.mark.parametrize("argv", SESSIONS_FALLBACK)
 def test_sessions_unusual_goes_to_argparse(argv):
     assert sessions.fast_parse(argv[0], argv[1:]) is None
+
+
+# ---- the global options: -j, -p, -q anywhere up to `run` -----------------------------------
+
+
+@pytest.mark.parametrize("argv, words, flags", [
+    (["-j", "list"], ["list"], (True, False, False)),
+    (["map", "-j", "show", "id", "5"], ["map", "show", "id", "5"], (True, False, False)),
+    (["list", "-j", "-p"], ["list"], (True, True, False)),
+    (["-p", "show", "x"], ["show", "x"], (True, True, False)),
+    (["-jq", "list"], ["list"], (True, False, True)),
+    (["attach", "s", "-q", "run", "ls", "-j", "-q"], ["attach", "s", "run", "ls", "-j", "-q"],
+     (False, False, True)),
+    (["new", "imp", "/u", "run", "-p"], ["new", "imp", "/u", "run", "-p"], (False,) * 3),
+    (["show", "--", "-j"], ["show", "--", "-j"], (False,) * 3),
+    (["map", "update", "id", "1", "key", "-1", "value", "-2"],
+     ["map", "update", "id", "1", "key", "-1", "value", "-2"], (False,) * 3),
+])
+def test_split_globals(argv, words, flags):
+    got_words, got = split_globals(argv)
+    assert (got_words, (got["json"], got["pretty"], got["quiet"])) == (words, flags)
+
+
+@pytest.mark.parametrize("argv", [
+    ["-j", "list"], ["list", "-p"], ["-q", "new", "--name", "x", "imp", "/u", "-j"],
+    ["map", "-j", "show", "id", "5"], ["map", "dump", "-p", "id", "5"], ["send", "/u", "-j"],
+    ["tui", "-q"], ["-p", "map", "lookup", "id", "5", "key", "0", "0", "0", "0"],
+])
+def test_every_verb_takes_the_global_options_anywhere(argv):
+    args = parse_args(argv, fast=False)
+    assert (args.json, args.pretty, args.quiet) == \
+        ("-j" in argv or "-p" in argv, "-p" in argv, "-q" in argv)
+
+
+def test_every_namespace_carries_the_global_options():
+    for argv in (["list"], ["show", "x"], ["attach", "x"], ["new", "imp", "/u"], ["tui"],
+                 ["map", "show"], ["send", "/u", "--map-id", "1"]):
+        for fast in (True, False):
+            args = vars(parse_args(argv, fast=fast))
+            assert (args["json"], args["pretty"], args["quiet"]) == (False, False, False)
+
+
+def test_watch_takes_only_a_number():
+    assert parse_args(["list", "--watch", "name", "a*"]).watch == 1.0
+    assert parse_args(["list", "--watch", "name", "a*"]).filters == ["name", "a*"]
+    assert parse_args(["list", "--watch", "2.5", "netns", "x"]).watch == 2.5
+    assert parse_args(["list", "netns", "x", "--watch"]).watch == 1.0
+
+
+@pytest.mark.parametrize("argv, verb", [
+    (["list", "--watch", "0"], "list"), (["list", "--watch", "-1"], "list"),
+    (["list", "--bogus"], "list"), (["new", "--timeout", "0", "imp", "/u"], "new"),
+    (["new", "--timeout", "soon", "imp", "/u"], "new"), (["map", "dump", "--bogus"], "map dump"),
+    (["-j", "show"], "show"),
+])
+def test_a_usage_error_points_to_the_verbs_help(argv, verb, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bpfsession: ") and err.count("\n") == 1
+    assert err.endswith(f"(see 'bpfsession {verb} --help')\n"), err
+
+
+def test_timeout_zero_and_soon_fail_the_same_way(capsys):
+    lines = []
+    for value in ("0", "soon"):
+        with pytest.raises(SystemExit):
+            parse_args(["new", "--timeout", value, "imp", "/u"])
+        lines.append(capsys.readouterr().err.replace(repr(value), "V"))
+    assert lines[0] == lines[1]
+    assert cli.seconds("inf") == float("inf")
+    for bad in ("nan", "-1", "0", "", "soon"):
+        with pytest.raises(ValueError):
+            cli.seconds(bad)
+
+
+_GLOBAL_WORDS = st.sampled_from(["-j", "--json", "-p", "--pretty", "-q", "--quiet", "-jq"])
+_PLAIN = [["list"], ["list", "name", "x*"], ["show", "s1"], ["attach", "s1"],
+          ["attach", "s1", "run", "sh", "-c", "x"], ["new", "imp", "/u"],
+          ["new", "--name", "n", "imp", "/u", "run", "true"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_PLAIN), st.lists(st.tuples(st.integers(0, 8), _GLOBAL_WORDS),
+                                         max_size=4))
+def test_global_options_sprinkled_anywhere_parse_the_same_both_ways(plain, inserts):
+    argv = list(plain)
+    end = argv.index("run") if "run" in argv else len(argv)
+    for at, word in inserts:
+        argv.insert(min(at, end), word)
+        end += 1
+    fast, slow = both(argv)
+    assert fast == slow
+    words, _ = split_globals(argv)
+    assert words == plain
+
+
+def test_send_help_describes_each_source(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["send", "--help"])
+    out = capsys.readouterr().out
+    for source in ("--map-id ID", "--pinned PATH", "--prog-id ID", "--dev IFACE", "--ingress",
+                   "--egress", "--session SESSION"):
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(source))
+        assert len(line.strip()) > len(source) + 10, line

@@ -62,7 +62,8 @@ def test_commands(complete):
     parser_commands = [name for name, _, _ in manpage.subcommands(build_parser())]
     assert complete("") == parser_commands
     assert complete("s") == ["send", "show"]
-    assert complete("-") == ["-h", "--help", "--version"]
+    assert complete("-") == ["-h", "--help", "--version", "-j", "--json", "-p", "--pretty",
+                             "-q", "--quiet"]
 
 
 def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
@@ -71,8 +72,27 @@ def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
 
 def test_options_of_every_command_match_the_parser(complete):
     """The completion's option tables cannot drift from build_parser()."""
+    assert set(complete("-")) == _option_strings(build_parser())
     for words, parser, _ in manpage.walk(build_parser()):
         assert set(complete(*words, "-")) == _option_strings(parser), words
+
+
+def test_global_options_anywhere_before_the_command(complete):
+    assert complete("-j", "li") == ["list"]
+    assert complete("-q", "list", "--no") == ["--no-headers"]
+    assert complete("map", "-j", "du") == ["dump"]
+
+
+def test_list_filters(complete):
+    assert complete("list", "") == ["netns", "name"]
+    assert complete("list", "--no-headers", "n") == ["netns", "name"]
+    assert complete("list", "name", "x*", "") == ["netns", "name"]
+    name = uniq("bscomp")
+    run(["ip", "netns", "add", name])
+    try:
+        assert complete("list", "netns", name[:-1]) == [name]
+    finally:
+        run(["ip", "netns", "del", name], check=False)
 
 
 def test_options_taking_an_argument_match_the_parser():
@@ -208,3 +228,98 @@ def test_map_type_layouts(complete):
 def test_send_layout_values(complete):
     assert complete("send", "/tmp/u", "--layout", "2") == ["20", "24", "28"]
     assert complete("send", "/tmp/u", "--la") == ["--layout"]
+
+
+# ---- zsh and fish: generated from the same parser ------------------------------------------
+
+ZSH = ROOT / "share" / "zsh" / "site-functions" / "_bpfsession"
+FISH = ROOT / "share" / "fish" / "vendor_completions.d" / "bpfsession.fish"
+
+
+def test_zsh_and_fish_scripts_are_fresh_renderings():
+    from bpfsession import completion
+
+    assert ZSH.read_text() == completion.render_zsh(), "stale: run scripts/gen-manpage.sh"
+    assert FISH.read_text() == completion.render_fish(), "stale: run scripts/gen-manpage.sh"
+
+
+def test_zsh_script_is_valid_and_defines_the_completion():
+    assert run(["zsh", "-n", str(ZSH)]).returncode == 0
+    script = (f"fpath=({ZSH.parent} $fpath); autoload -U compinit; compinit -u -d "
+              f"{ZSH.parent}/.zcompdump-test; print -r -- $_comps[bpfsession]")
+    try:
+        assert run(["zsh", "-f", "-c", script]).stdout.strip() == "_bpfsession"
+    finally:
+        for dump in ZSH.parent.glob(".zcompdump-test*"):
+            dump.unlink()
+
+
+def test_zsh_script_knows_every_command_and_option():
+    text = ZSH.read_text()
+    for words, parser, _ in manpage.walk(build_parser()):
+        assert f"'{words[-1]}:" in text or f"{words[-1]})" in text, words
+        for option in _option_strings(parser):
+            assert option in text, (words, option)
+
+
+def fish_complete(line: str, env: dict[str, str] | None = None) -> list[str]:
+    """What fish offers for the command line `line` (its `complete -C`)."""
+    full_env = {**os.environ, "PATH": f"{ROOT}/.venv/bin:{os.environ['PATH']}",
+                "HOME": "/nonexistent", **(env or {})}
+    res = subprocess.run(["fish", "--no-config", "-c",
+                          f"source {FISH}; complete -C {json.dumps(line)}"],
+                         capture_output=True, text=True, timeout=60, env=full_env)
+    assert (res.returncode, res.stderr) == (0, ""), res.stderr
+    return [line.split("\t")[0] for line in res.stdout.splitlines()]
+
+
+def test_fish_commands_and_options_match_the_parser():
+    parser = build_parser()
+    assert sorted(fish_complete("bpfsession ")) == sorted(
+        n for n, _, _ in manpage.subcommands(parser))
+    for words, sub, _ in manpage.walk(parser):
+        if manpage.subcommands(sub):
+            continue
+        offered = set(fish_complete("bpfsession " + " ".join(words) + " -"))
+        offered |= set(fish_complete("bpfsession " + " ".join(words) + " --"))
+        assert offered == _option_strings(sub), words
+
+
+def test_fish_completes_live_names_and_stops_at_run(tc_session):
+    proc, map_names = tc_session
+    name = wait_for(lambda: (_listed(proc.pid) or {}).get("name"), timeout=10,
+                    what=f"`bpfsession list` to show pid {proc.pid}")
+    assert name in fish_complete("bpfsession show ")
+    assert name in fish_complete("bpfsession send /x --session ")
+    assert "--netns" not in fish_complete("bpfsession attach s run ls --n")
+    assert "BPF_MAP0" in fish_complete("bpfsession map dump ", env={"BPF_MAP0": "3"})
+
+
+def zsh_complete(line: str, env: dict[str, str] | None = None) -> list[str]:
+    """What zsh offers for the command line `line` (TAB at its end), through a pty."""
+    full_env = {**os.environ, "PATH": f"{ROOT}/.venv/bin:{os.environ['PATH']}", **(env or {})}
+    res = subprocess.run(["zsh", "-f", str(ROOT / "tests" / "zsh_capture.zsh"),
+                          str(ZSH.parent), line], capture_output=True, text=True,
+                         timeout=60, env=full_env)
+    assert (res.returncode, res.stderr) == (0, ""), res.stderr
+    return sorted(w for w in res.stdout.splitlines() if w)
+
+
+def test_zsh_commands_and_options_match_the_parser():
+    parser = build_parser()
+    assert zsh_complete("bpfsession ") == sorted(n for n, _, _ in manpage.subcommands(parser))
+    for words, sub, _ in manpage.walk(parser):
+        if manpage.subcommands(sub):
+            continue
+        long_ = {o for o in _option_strings(sub) if o.startswith("--")}
+        assert set(zsh_complete("bpfsession " + " ".join(words) + " --")) == long_, words
+
+
+def test_zsh_completes_words_live_names_and_stops_at_run(tc_session):
+    proc, _ = tc_session
+    name = wait_for(lambda: (_listed(proc.pid) or {}).get("name"), timeout=10,
+                    what=f"`bpfsession list` to show pid {proc.pid}")
+    assert name in zsh_complete("bpfsession show ")
+    assert zsh_complete("bpfsession -j li") == ["list"]
+    assert zsh_complete("bpfsession list ") == ["name", "netns"]
+    assert "--netns" not in zsh_complete("bpfsession attach s run ls --n")

@@ -222,8 +222,9 @@ def test_watch_json_lines_until_interrupted(sessions, two_maps):
 
 
 def test_watch_rejects_bad_interval(sessions):
-    res = sessions.cli("list", "--watch", "0")
-    assert res.returncode == 1 and res.stderr.startswith("bpfsession: --watch")
+    for bad in ("0", "-1", "nan"):
+        res = sessions.cli("list", "--watch", bad)  # a usage error, as argparse's: status 2
+        assert res.returncode == 2 and res.stderr.startswith("bpfsession: argument --watch")
 
 
 def test_scan_leaks_no_fds_and_ignores_vanishing(sessions, two_maps):

@@ -106,6 +106,9 @@ def test_installed_package_puts_page_and_completion_where_man_and_bash_look(buil
     assert installed.read_text() == PAGE.read_text()
     completion = env_dir / "share" / "bash-completion" / "completions" / "bpfsession"
     assert completion.read_text() == (ROOT / completion.relative_to(env_dir)).read_text()
+    for shell_file in ("share/zsh/site-functions/_bpfsession",
+                       "share/fish/vendor_completions.d/bpfsession.fish"):
+        assert (env_dir / shell_file).read_text() == (ROOT / shell_file).read_text()
     # man derives its search path from PATH (bin/ -> ../share/man): `man bpfsession` works.
     env = {"PATH": f"{env_dir / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
     res = run(["man", "-w", "bpfsession"], env=env)

@@ -65,11 +65,21 @@ async def select(pilot, app, session_id: str) -> None:
     table = sessions_table(app)
     table.focus()
     await until(pilot, lambda: session_id in table.shown, what=f"row {session_id}")
-    target = table.get_row_index(session_id)
-    await pilot.press("home")
-    for _ in range(target):
-        await pilot.press("down")
-    await until(pilot, lambda: table.selected_key == session_id, what="the cursor on it")
+    # Other sessions on the machine come and go while the keys travel, moving rows: walk
+    # again from the top until the cursor lands (once on it, it stays on it).
+    deadline = time.monotonic() + 30
+    while True:
+        target = table.get_row_index(session_id)
+        await pilot.press("home")
+        for _ in range(target):
+            await pilot.press("down")
+        await pilot.pause()
+        if table.selected_key == session_id:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for the cursor on {session_id} (row "
+                                 f"{target} of {table.row_count}; the cursor on row "
+                                 f"{table.cursor_row}, focus on {app.focused})")
 
 
 async def type_filter(pilot, text: str) -> None:
@@ -244,6 +254,48 @@ async def test_dump_map_writes_what_map_dump_prints(tc_session, make_map, short_
 
 
 @aio
+async def test_map_view_rates_real_packets_per_field(tc_session, tc_counter):
+    """The DELTA RATE of proto_stats's IPv4 entry: the packets counted between two reads
+    (the view reads once per read_loop() call with interval=None: no race with a timer)."""
+    from bpfsession.kernel import bpf as kbpf
+
+    fds = {name: kbpf.map_get_fd_by_id(i) for name, i in sorted(tc_counter.map_ids.items())}
+    try:
+        s = tc_session(fds)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    send_udp(tc_counter.veth.ns_ip, count=2)
+    app = BpfSessionApp(interval=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, s.id)
+        maps = detail_table(app, "maps")
+        await until(pilot, lambda: len(maps.shown) == 2, what="the maps")
+        stats_fd = next(k for k, r in maps.shown.items() if r[3] == "proto_stats")
+        maps.move_cursor(row=maps.get_row_index(stats_fd))
+        await pilot.press("m")
+        screen = await until(pilot, lambda: isinstance(app.screen, MapScreen) and app.screen,
+                             what="the map view")
+        entries = screen.query_one("#entries", KeyedTable)
+        await until(pilot, lambda: "2048" in entries.shown, what="the IPv4 entry")
+        before = json.loads(entries.shown["2048"][1])
+        send_udp(tc_counter.veth.ns_ip, count=3)
+        deadline = time.monotonic() + 10
+        while True:  # until a read sees them (the kernel counts as the packets arrive)
+            assert time.monotonic() < deadline, "the 3 packets were never counted"
+            screen.read_loop()
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            now = json.loads(entries.shown["2048"][1])
+            if now["packets"] >= before["packets"] + 3:
+                break
+            before = now
+        rate = entries.shown["2048"][2]
+        assert rate.startswith(f"packets +{now['packets'] - before['packets']} "), rate
+        assert f"  bytes +{now['bytes'] - before['bytes']} " in rate, rate
+
+
+@aio
 async def test_copy_env_lines(tc_session, make_map):
     s = tc_session({"a": make_map(name=uniq("tuiC")), "b": make_map(name=uniq("tuiC"))})
     app = BpfSessionApp(interval=FAST)
@@ -382,7 +434,7 @@ async def test_keyed_table_keeps_cursor_and_screen_offset():
 
     class One(App):
         def compose(self):
-            yield KeyedTable(rows.ENTRY_COLUMNS, id="t")
+            yield KeyedTable((("key", "KEY"), ("value", "VALUE")), id="t")
 
     app = One()
     async with app.run_test(size=(60, 20)) as pilot:
@@ -450,3 +502,28 @@ def test_matching_words():
     assert rows.matches(row, "PROTO web", rows.ALL_NETNS)
     assert not rows.matches(row, "proto nope", rows.ALL_NETNS)
     assert rows.matches(row, "", "blue") and not rows.matches(row, "", rows.HOST_NETNS)
+
+
+def test_attach_check_refuses_another_users_session_before_the_handover(new_session, run_dir,
+                                                                        make_map):
+    """As uid 65534, LiveSource.check_attach (what the TUI asks before it suspends) of
+    root's session is a one-line refusal, not a shell that fails in a suspended screen."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    os.chmod(run_dir, 0o755)
+    _, entry = new_session([make_map(name=uniq("tuiR"))], uniq("tuiroot"))
+    script = ("import sys\nfrom bpfsession.errors import BpfSessionError\n"
+              "from tui.source import LiveSource\n"
+              f"src = LiveSource(run_dir={run_dir!r})\n"
+              f"s = next(x for x in src.scan() if x.id == {entry['id']!r})\n"
+              "try:\n    src.check_attach(s)\nexcept BpfSessionError as err:\n"
+              "    print(err.hint)\nelse:\n    print('ALLOWED')\n")
+    res = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                          sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    hint = res.stdout.strip()
+    assert hint != "ALLOWED" and "\n" not in hint and "may not attach" in hint, hint

@@ -148,3 +148,22 @@ def test_light_theme(snap_compare, monkeypatch):
 def test_no_color(snap_compare, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     assert snap_compare(app(), terminal_size=(100, 30), run_before=scanned)
+
+
+def test_help_80x24(snap_compare):
+    async def before(pilot):
+        await scanned(pilot)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "HelpScreen", "help")
+
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=before)
+
+
+def test_sorted_by_age(snap_compare):
+    async def before(pilot):
+        await scanned(pilot)
+        pilot.app.main.query_one("#sessions").sort_by(5)
+        await until(pilot, lambda: list(shown(pilot, "sessions")) ==
+                    ["tc-2411", "77c1e0aa", "tc-2230", "3f9a0c21"], "sorted by age")
+
+    assert snap_compare(app(), terminal_size=(100, 30), run_before=before)

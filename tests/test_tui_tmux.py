@@ -33,10 +33,10 @@ class Tmux:
         assert res.returncode == 0, res.stderr
         return res.stdout
 
-    def start(self, command: str) -> None:
+    def start(self, command: str, size: tuple[int, int] = (120, 40)) -> None:
         # COLUMNS/LINES inherited from the test run would pin the app at 80x24 (Python's
         # shutil.get_terminal_size reads them before asking the terminal).
-        self.tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", self.server,
+        self.tmux("new-session", "-d", "-x", str(size[0]), "-y", str(size[1]), "-s", self.server,
                   "-e", "SHELL=/bin/sh", "-e", "PS1=$ ",
                   f"env -u COLUMNS -u LINES {command}")
         self.tmux("pipe-pane", "-o", "-t", self.target, f"cat >> {self.log}")
@@ -117,3 +117,19 @@ def test_tui_in_tmux_shows_the_session_and_attaches(tmux, tc_session, make_map):
     tmux.keys("q")
     wait_for(lambda: not tmux.alive(), what="the TUI to quit (its tmux session ends with it)")
     assert s.proc.poll() is None  # quitting the TUI leaves sessions alone
+
+
+def test_help_opens_with_question_mark_and_closes_with_esc_at_80x24(tmux):
+    tmux.start(f"{ROOT}/.venv/bin/bpfsession tui", size=(80, 24))
+    screen = tmux.wait_screen(lambda scr: "— scanning" not in scr and "q Quit" in scr,
+                              "the app, Quit in the footer")
+    assert screen.splitlines()[-1].lstrip().startswith("q Quit")
+    time.sleep(0.5)  # let the terminal answer the app's start-up queries before typing
+    tmux.keys("?")
+    screen = tmux.wait_screen(lambda scr: "Keys of the sessions list" in scr, "the help")
+    assert "Esc: close" in screen and "Attach" in screen
+    tmux.keys("Escape")
+    tmux.wait_screen(lambda scr: "Keys of the sessions list" not in scr and "q Quit" in scr,
+                     "the help closed")
+    tmux.keys("q")
+    wait_for(lambda: not tmux.alive(), what="the TUI to quit")

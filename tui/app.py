@@ -21,13 +21,16 @@ from dataclasses import dataclass, field
 
 from textual import work
 from textual.app import App, SuspendNotSupported, SystemCommand
+from textual.binding import Binding
 from textual.screen import Screen
 
 from bpfsession.discover import Session, SessionMap
 from bpfsession.errors import BpfSessionError
+from bpfsession.printable import printable
 from tui import rows, source
-from tui.messages import ActionDone, ActionFailed
-from tui.screens import MainScreen, MapScreen, PromptScreen
+from tui.messages import ActionDone, ActionFailed, AttachChecked
+from tui.screens import HelpScreen, MainScreen, MapScreen, PromptScreen
+from tui.widgets import KeyedTable
 
 THEME_VAR = "BPFSESSION_TUI_THEME"
 QUICK_FAILURE = 2.0  # seconds: an attach that failed sooner never ran its shell
@@ -72,6 +75,29 @@ def default_dump_path(m: SessionMap) -> str:
     return f"map-{m.id}-{name}.json"
 
 
+# How keys are written in the help screen.
+KEY_NAMES = {"question_mark": "?", "slash": "/", "escape": "Esc", "space": "Space",
+             "f1": "F1", "enter": "Enter", "ctrl+p": "Ctrl+P", "up": "Up", "down": "Down"}
+# Keys that are no Binding of ours but belong in the help (Textual's own or the tables').
+COMMON_KEYS = [("Up / Down", "move in a table"), ("Tab", "next pane"),
+               ("Ctrl+P", "command palette (every action by name)")]
+ENTER_KEYS = {MainScreen: [("Enter", "on a session: its maps; on a map: open it")]}
+
+
+def key_text(keys: str) -> str:
+    return " / ".join(KEY_NAMES.get(k, k) for k in keys.split(","))
+
+
+def help_keys(screen: Screen) -> list[tuple[str, str]]:
+    """(key, what it does) for every key of `screen`: its bindings, its tables', the app's."""
+    keys = [(key_text(b.key), b.description) for b in type(screen).BINDINGS]
+    keys += ENTER_KEYS.get(type(screen), [])
+    if screen.query(KeyedTable):
+        keys += [(key_text(b.key), b.description + " (the table's rows, by column)")
+                 for b in KeyedTable.BINDINGS]
+    return keys + COMMON_KEYS
+
+
 def attach_args(s: Session, command: list[str] | None) -> list[str]:
     """`bpfsession attach SESSION [run CMD...]`'s arguments; the id names it exactly."""
     return ["attach", s.id, "run", *command] if command else ["attach", s.id]
@@ -82,17 +108,33 @@ class BpfSessionApp(App):
 
     CSS_PATH = "app.tcss"
     TITLE = "bpfsession"
+    BINDINGS = [Binding("question_mark,f1", "help", "Help", show=False)]
 
     def __init__(self, data: source.Source | None = None, interval: float | None = 1.0):
         super().__init__()
         self.source = data or source.LiveSource()
         self.interval = interval
         self.stats = RefreshStats()
+        self.python = sys.executable  # what runs `bpfsession attach` (-m bpfsession)
         if THEME_VAR in os.environ or "COLORFGBG" in os.environ:
             self.theme = pick_theme(os.environ, self.available_themes)
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
+
+    def notify(self, message: str, *, title: str = "", severity="information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Textual's notify, but plain text: messages carry session and map names, which
+        are data (never markup, control characters escaped)."""
+        super().notify(printable(message), title=printable(title), severity=severity,
+                       timeout=timeout, markup=False)
+
+    def action_help(self) -> None:
+        screen = self.screen
+        if isinstance(screen, HelpScreen):
+            return
+        what = "the map view" if isinstance(screen, MapScreen) else "the sessions list"
+        self.push_screen(HelpScreen(f"Keys of {what}", help_keys(screen)))
 
     @property
     def main(self) -> MainScreen:
@@ -127,6 +169,24 @@ class BpfSessionApp(App):
 
     # ---- actions that need the terminal or outlive a screen ----------------------------------
 
+    def attach(self, s: Session, command: list[str] | None) -> None:
+        """Attach (or run CMD attached) once a worker has checked that the maps can be
+        taken; a refusal is a notification and the TUI stays as it was."""
+        self.check_attach_worker(s, command)
+
+    @work(thread=True, group="actions")
+    def check_attach_worker(self, s: Session, command: list[str] | None) -> None:
+        try:
+            self.source.check_attach(s)
+        except BpfSessionError as err:
+            self.post_message(ActionFailed("Attach", err.hint))
+        else:
+            self.post_message(AttachChecked(s, command))
+
+    def on_attach_checked(self, msg: AttachChecked) -> None:
+        self.run_attached(msg.session, msg.command)
+        self.main.refresh_now()
+
     def run_attached(self, s: Session, command: list[str] | None) -> None:
         """Suspend the TUI, run `bpfsession attach SESSION [run CMD]` in the terminal, resume.
 
@@ -138,12 +198,21 @@ class BpfSessionApp(App):
             self.notify(f"session {s.name} has ended", title="Attach", severity="error")
             return
         args = attach_args(s, command)
+        if not os.access(self.python, os.X_OK):
+            self.notify(f"cannot start `bpfsession attach`: no interpreter at {self.python}; "
+                        f"run `bpfsession {shlex.join(args)}` in another terminal",
+                        title="Attach", severity="error")
+            return
         try:
-            status = self._run_suspended([sys.executable, "-m", "bpfsession", *args],
+            status = self._run_suspended([self.python, "-m", "bpfsession", *args],
                                          wait=command is not None)
         except SuspendNotSupported:
             self.notify(f"this terminal cannot be handed over: run `bpfsession "
                         f"{shlex.join(args)}` in another one", title="Attach",
+                        severity="error")
+            return
+        except OSError as err:  # the interpreter went or cannot be executed
+            self.notify(f"cannot start `bpfsession attach`: {err.strerror}", title="Attach",
                         severity="error")
             return
         what = "attach" if command is None else f"run {command[0]}"

@@ -13,6 +13,9 @@ from bpfsession.errors import BpfSessionError
 from bpfsession.mapfmt import EntryFormatter, Layout, compact, fprint_hex, write_dump
 from tui.rows import MapRows
 
+# Entries counted per read at most (the batches past the shown ones are only counted).
+COUNT_LIMIT = 100_000
+
 # Map types that hold no keys to walk (the kernel answers get_next_key with EINVAL).
 KEYLESS = frozenset({"queue", "stack", "ringbuf", "user_ringbuf", "bloom_filter", "arena",
                      "struct_ops", "perf_event_array"})
@@ -48,18 +51,17 @@ def first_entries(map_id: int, limit: int, title: str) -> MapRows:
         fmt = EntryFormatter(lay, as_json=False)
         ks, vs = lay.key_size, lay.value_buf_size
         entries: dict[str, tuple[str, str]] = {}
-        more = False
-        for keys, values, n in maps.walk(m, lay, first=limit + 1):
-            for i in range(n):
-                if len(entries) == limit:
-                    more = True
-                    break
+        total = 0
+        for keys, values, n in maps.walk(m, lay):
+            for i in range(min(n, limit - len(entries))):
                 k, v = entry_texts(fmt, bytes(keys[i * ks:(i + 1) * ks]),
                                    bytes(values[i * vs:(i + 1) * vs]))
                 entries[k] = (k, v)
-            if more:
+            total += n
+            if total >= COUNT_LIMIT:
                 break
-        return MapRows(title, entries, more=more, typed=lay.formatted)
+        return MapRows(title, entries, more=total > len(entries), typed=lay.formatted,
+                       total=total if total < COUNT_LIMIT else None)
 
 
 def dump_json(map_id: int, path: str) -> int:

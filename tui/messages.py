@@ -55,3 +55,11 @@ class ActionDone(Message):
 class ActionFailed(Message):
     title: str
     hint: str
+
+
+@dataclass
+class AttachChecked(Message):
+    """The session's maps could be taken: the attach (or run CMD) may start."""
+
+    session: Session
+    command: list[str] | None

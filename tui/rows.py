@@ -2,15 +2,21 @@
 
 The scan worker formats rows off the UI thread; the UI thread only compares them with
 what the tables show and updates the cells that changed.
+
+Every string from outside (session, obj, map and process names, command lines, env
+values) goes through `shown()`: control characters escaped (printable), and cut to a
+width that keeps a table usable, whatever a sender or a process chose to call itself.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from bpfsession.discover import Session, SessionMap, SessionProcess
+from bpfsession.printable import printable
 
 SESSION_COLUMNS = (("name", "NAME"), ("pid", "PID"), ("netns", "NETNS"), ("obj", "OBJ"),
                    ("maps", "MAPS"), ("age", "AGE"), ("command", "COMMAND"))
@@ -18,11 +24,18 @@ MAP_COLUMNS = (("env", "ENV"), ("fd", "FD"), ("id", "ID"), ("name", "NAME"), ("t
                ("key", "KEY"), ("value", "VALUE"), ("max", "MAX"), ("memlock", "MEMLOCK"))
 PROCESS_COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("comm", "COMM"), ("fds", "MAP FDS"),
                    ("cmdline", "CMDLINE"))
-ENTRY_COLUMNS = (("key", "KEY"), ("value", "VALUE"))
+ENTRY_COLUMNS = (("key", "KEY"), ("value", "VALUE"), ("rate", "DELTA  RATE"))
 
 ALL_NETNS = "*"  # the netns filter's "no filter"
 HOST_NETNS = ""  # the host's network namespace (Session.netns is None)
 COMMAND_WIDTH = 60
+NAME_WIDTH = 40  # session, obj, netns and map names in a table cell
+
+
+def shown(text: str, width: int = NAME_WIDTH) -> str:
+    """An outside string as a cell: escaped, at most `width` characters (… when cut)."""
+    text = printable(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,7 @@ class MapRows:
     more: bool  # the map holds more entries than were read
     typed: bool  # formatted through BTF
     notes: list[str] = field(default_factory=list)
+    total: int | None = None  # entries in the map, when counted
 
 
 def age(started: str | None, now: float) -> str:
@@ -62,13 +76,12 @@ def age(started: str | None, now: float) -> str:
 
 
 def command_text(argv: list[str], width: int = COMMAND_WIDTH) -> str:
-    text = shlex.join(argv) if argv else "-"
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return shown(shlex.join(argv) if argv else "-", width)
 
 
 def session_row(s: Session, now: float) -> SessionRow:
-    cells = (s.name, str(s.pid), s.netns or "-", s.obj or "-", str(len(s.maps)),
-             age(s.started, now), command_text(s.command))
+    cells = (shown(s.name), str(s.pid), shown(s.netns or "-"), shown(s.obj or "-"),
+             str(len(s.maps)), age(s.started, now), command_text(s.command))
     words = [s.id, s.name, str(s.pid), s.netns or "host", s.obj or "", shlex.join(s.command)]
     words += [m.name for m in s.maps]
     words += [str(p.pid) for p in s.processes]
@@ -90,18 +103,18 @@ def netns_choices(rows: dict[str, SessionRow]) -> list[tuple[str, str]]:
     """(label, value) for the netns filter: all, the host, then each netns in use."""
     names = sorted({r.netns for r in rows.values()} - {HOST_NETNS})
     return [("netns: all", ALL_NETNS), ("netns: host", HOST_NETNS)] + \
-        [(f"netns: {n}", n) for n in names]
+        [(f"netns: {shown(n, 20)}", n) for n in names]
 
 
 def map_row(m: SessionMap) -> tuple[str, ...]:
     """ENV is BPF_MAP<id>, tc exec's name for it; the Env tab lists BPF_MAP_<NAME> too."""
-    return (m.env[0] if m.env else "-", str(m.fd), str(m.id), m.name or "-", m.type,
+    return (m.env[0] if m.env else "-", str(m.fd), str(m.id), shown(m.name or "-"), m.type,
             str(m.key_size), str(m.value_size), str(m.max_entries), str(m.memlock))
 
 
 def process_row(p: SessionProcess) -> tuple[str, ...]:
     fds = ",".join(str(fd) for fd in sorted(p.map_fds)) or "-"
-    return (str(p.pid), str(p.ppid), p.comm, fds, command_text(p.cmdline))
+    return (str(p.pid), str(p.ppid), shown(p.comm), fds, command_text(p.cmdline))
 
 
 def env_lines(s: Session) -> str:
@@ -110,11 +123,101 @@ def env_lines(s: Session) -> str:
     return "".join(f"{k}={v}\n" for k, v in sorted(s.env.items()))
 
 
+def env_text(s: Session) -> str:
+    """env_lines() for the screen: each line escaped (the clipboard gets them exact)."""
+    return "".join(printable(line) + "\n" for line in env_lines(s).splitlines())
+
+
 def map_title(m: SessionMap, session: Session) -> str:
     env = " ".join(m.env) or "-"
-    return (f"map {m.id} {m.name or '-'}  ·  {m.type}  ·  key {m.key_size} B  ·  value "
-            f"{m.value_size} B  ·  max {m.max_entries}\n"
-            f"session {session.name}  ·  fd {m.fd}  ·  {env}")
+    return (f"map {m.id} {shown(m.name or '-')}  ·  {m.type}  ·  key {m.key_size} B  ·  "
+            f"value {m.value_size} B  ·  max {m.max_entries}\n"
+            f"session {shown(session.name)}  ·  fd {m.fd}  ·  {shown(env, COMMAND_WIDTH)}")
+
+
+def session_title(s: Session) -> str:
+    sup = f"supervisor {s.supervisor}" if s.supervisor else "no supervisor"
+    return (f"  id {shown(s.id)}  pid {s.pid}  {sup}  uid {s.uid}  "
+            f"netns {shown(s.netns or 'host')}  obj {shown(s.obj or '-')}"
+            + (f"  wire {s.wire_layout}-byte entries" if s.wire_layout else ""))
+
+
+# ---- sorting -------------------------------------------------------------------------------
+
+_AGE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_AGE_UNITS = (86400, 3600, 60, 1)
+
+
+def sort_key(cell: str) -> tuple:
+    """How a cell sorts: numbers by value, ages (3h05m) by seconds, '-' last, text
+    case-insensitively."""
+    try:
+        return (0, float(cell), "")
+    except ValueError:
+        pass
+    m = _AGE.match(cell)
+    if cell and m:
+        return (0, float(sum(int(g or 0) * u for g, u in zip(m.groups(), _AGE_UNITS,
+                                                             strict=True))), "")
+    if cell in ("-", ""):
+        return (2, 0.0, "")
+    return (1, 0.0, cell.lower())
+
+
+# ---- counters: the map view's delta and rate ----------------------------------------------
+
+_HEX_BYTES = re.compile(r"^(?:[0-9a-f]{2} ?){1,8}$")
+
+
+def counter(value: str) -> int | None:
+    """A value's number if it reads as a counter: a decimal integer, up to 8 bytes of hex
+    (little-endian, as the kernel stores a u64), or per-CPU values of either (summed)."""
+    text = value.strip()
+    if text.startswith("cpu"):
+        parts = re.split(r"\s*cpu\d+: ", " " + text)[1:]
+        nums = [counter(p) for p in parts]
+        return None if not nums or None in nums else sum(nums)  # type: ignore[arg-type]
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if _HEX_BYTES.match(text):
+        return int.from_bytes(bytes.fromhex(text.replace(" ", "")), "little")
+    return None
+
+
+def counters(value: str) -> dict[str, int] | None:
+    """{"": n} for one counter (see counter()); {field: n} for a BTF struct whose fields
+    are all integers (`{"packets":3,"bytes":180}`); None for anything else."""
+    one = counter(value)
+    if one is not None:
+        return {"": one}
+    if not value.startswith("{"):
+        return None
+    import json
+
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not doc or not all(
+            type(v) is int for v in doc.values()):
+        return None
+    return doc
+
+
+def rate_cell(old: str | None, new: str, seconds: float) -> str:
+    """The change of each counter of an entry between two reads, and its rate per second:
+    `+120  119.8/s`, or per field `packets +4 4.0/s  bytes +240 239.5/s`; '' when the
+    entry is new or holds no counters."""
+    if old is None or seconds <= 0:
+        return ""
+    a, b = counters(old), counters(new)
+    if a is None or b is None or a.keys() != b.keys():
+        return ""
+    parts = []
+    for name in b:
+        delta = b[name] - a[name]
+        parts.append(f"{name + ' ' if name else ''}{delta:+d} {delta / seconds:,.1f}/s")
+    return "  ".join(parts)
 
 
 def plural(n: int, word: str) -> str:

@@ -1,4 +1,8 @@
-"""Screens: the sessions browser, the map view, and two small modals (prompt, confirm).
+"""Screens: the sessions browser, the map view, the key help, two small modals (prompt,
+confirm).
+
+Keys mean the same on every screen: `q` quits, Esc goes back (or clears the filter), `?`
+and F1 list every key of the screen they are pressed on.
 
 Each screen starts its own worker for the OS work it shows (a /proc scan, a map read);
 the workers only post messages (tui/messages.py) and the handlers here update widgets.
@@ -6,20 +10,23 @@ the workers only post messages (tui/messages.py) and the handlers here update wi
 
 from __future__ import annotations
 
+import os
 import shlex
 import threading
 import time
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from bpfsession.discover import Session, SessionMap
 from bpfsession.errors import BpfSessionError
+from bpfsession.printable import printable
 from tui import rows
 from tui.messages import MapRead, MapReadFailed, ScanFailed, SessionsScanned
 from tui.widgets import DetailPane, KeyedTable, SessionsTable
@@ -43,7 +50,10 @@ class Ticker:
 class MainScreen(Screen):
     """Every live session, filterable; the selected one's maps, processes and env below."""
 
+    # Quit and Help first: the footer cuts from the right on a narrow (80 column) terminal.
     BINDINGS = [
+        Binding("q", "app.quit", "Quit"),
+        Binding("question_mark,f1", "app.help", "Help", key_display="?"),
         Binding("a", "attach", "Attach"),
         Binding("r", "run", "Run cmd"),
         Binding("m", "open_map", "Map"),
@@ -52,8 +62,10 @@ class MainScreen(Screen):
         Binding("k", "end", "End"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("q", "app.quit", "Quit"),
         Binding("t", "app.trace", "Trace", show=False),
+        Binding("1", "tab('tab-maps')", "Maps tab", show=False),
+        Binding("2", "tab('tab-procs')", "Processes tab", show=False),
+        Binding("3", "tab('tab-env')", "Env tab", show=False),
     ]
 
     def __init__(self) -> None:
@@ -213,10 +225,30 @@ class MainScreen(Screen):
             return None
         return s, m
 
+    def action_tab(self, pane: str) -> None:
+        from textual.widgets import TabbedContent
+
+        self.query_one("#detail-tabs", TabbedContent).active = pane
+
+    def _attach_session(self, s: Session, command: list[str] | None) -> None:
+        """Attach (or run CMD) in s; a session of another user asks first."""
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.app.attach(s, command)
+
+        if s.uid == os.getuid():
+            confirmed(True)
+            return
+        what = "Attach to" if command is None else f"Run {command[0]} in"
+        self.app.push_screen(ConfirmScreen(
+            f"{what} session {rows.shown(s.name)} of uid {s.uid}?",
+            "Its maps are another user's: what you run can read and change them.",
+            "Attach"), confirmed)
+
     def action_attach(self) -> None:
         if (s := self._need_session()) is not None:
-            self.app.run_attached(s, None)
-            self.refresh_now()
+            self._attach_session(s, None)
 
     def action_run(self) -> None:
         s = self._need_session()
@@ -231,8 +263,8 @@ class MainScreen(Screen):
             except ValueError as err:
                 self.app.notify(f"{err}: fix the quoting", title="Run", severity="error")
                 return
-            self.app.run_attached(s, argv)
-            self.refresh_now()
+            if argv:
+                self._attach_session(s, argv)
 
         self.app.push_screen(PromptScreen(f"Run a command attached to {s.name} (its maps as "
                                           "BPF_MAP* fds):", "", "CMD [ARG...]"), chosen)
@@ -264,16 +296,19 @@ class MainScreen(Screen):
             if yes:
                 self.app.end_session(s)
 
-        self.app.push_screen(ConfirmScreen(f"End session {s.name}?", target, "End session"),
+        self.app.push_screen(ConfirmScreen(f"End session {rows.shown(s.name)}?", target,
+                                           "End session"),
                              confirmed)
 
 
 class MapScreen(Screen):
-    """The first entries of one map, refreshed live (counters move)."""
+    """The first entries of one map, refreshed live: how many the map holds, and for
+    counters the change since the last read and its rate per second (as bpftop shows)."""
 
     BINDINGS = [
+        Binding("q", "app.quit", "Quit"),
+        Binding("question_mark,f1", "app.help", "Help", key_display="?"),
         Binding("escape", "app.pop_screen", "Back"),
-        Binding("q", "app.pop_screen", "Back", show=False),
         Binding("d", "dump", "Dump to file"),
         Binding("space", "pause", "Pause"),
     ]
@@ -286,16 +321,18 @@ class MapScreen(Screen):
         self.ticker = Ticker(self.app.interval)
         self._last_error: str | None = None
         self._status = "reading…"
+        self._previous: dict[str, str] = {}  # key -> value at the last read
+        self._previous_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(rows.map_title(self.map, self.session), id="map-title")
+        yield Static(Text(rows.map_title(self.map, self.session)), id="map-title")
         yield KeyedTable(rows.ENTRY_COLUMNS, id="entries")
         yield Static("reading…", id="map-status")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"map {self.map.id} {self.map.name}"
+        self.sub_title = f"map {self.map.id} {rows.shown(self.map.name)}"
         self.query_one("#entries", KeyedTable).focus()
         self.read_loop()
 
@@ -321,9 +358,17 @@ class MapScreen(Screen):
     def on_map_read(self, msg: MapRead) -> None:
         self._last_error = None
         got = msg.rows
-        self.query_one("#entries", KeyedTable).sync(got.entries)
+        now = time.monotonic()
+        elapsed = now - self._previous_at
+        self.query_one("#entries", KeyedTable).sync({
+            key: (rows.shown(k, 200), rows.shown(v, 200),
+                  rows.rate_cell(self._previous.get(key), v, elapsed))
+            for key, (k, v) in got.entries.items()})
+        self._previous = {key: v for key, (_, v) in got.entries.items()}
+        self._previous_at = now
         n = len(got.entries)
-        what = f"first {n} entries (the map holds more)" if got.more else f"{n} entries"
+        count = f"{got.total} entries" if got.total is not None else "many entries"
+        what = f"first {n} of {count}" if got.more else f"{n} entries"
         how = "BTF-typed" if got.typed else "hex (no BTF)"
         notes = "".join(f"  ·  {note}" for note in got.notes)
         self._status = f"{what}  ·  {how}{notes}"
@@ -331,7 +376,7 @@ class MapScreen(Screen):
 
     def _show_status(self) -> None:
         paused = "  ·  paused (space resumes)" if self.paused else ""
-        self.query_one("#map-status", Static).update(self._status + paused)
+        self.query_one("#map-status", Static).update(Text(self._status + paused))
 
     def on_map_read_failed(self, msg: MapReadFailed) -> None:
         if msg.hint != self._last_error:
@@ -363,7 +408,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.question)
+            yield Label(Text(printable(self.question)))
             yield Input(self.value, placeholder=self.placeholder, id="answer")
             yield Label("Enter: OK   Escape: cancel", classes="hint")
 
@@ -379,7 +424,8 @@ class ConfirmScreen(ModalScreen[bool]):
     """Yes or no to something that cannot be undone; the default is no."""
 
     BINDINGS = [Binding("escape,n", "answer(False)", "Cancel"),
-                Binding("y", "answer(True)", "Yes")]
+                Binding("y", "answer(True)", "Yes"),
+                Binding("q", "app.quit", "Quit")]
 
     def __init__(self, question: str, detail: str, yes: str) -> None:
         super().__init__()
@@ -389,8 +435,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.question, classes="question")
-            yield Label(self.detail)
+            yield Label(Text(printable(self.question)), classes="question")
+            yield Label(Text(printable(self.detail)))
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.yes} (y)", variant="error", id="yes")
                 yield Button("Cancel (n)", variant="primary", id="no")
@@ -404,3 +450,27 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the screen it was opened on (and the app's); Esc (or ?, F1) closes."""
+
+    BINDINGS = [Binding("escape,question_mark,f1", "dismiss", "Close"),
+                Binding("q", "app.quit", "Quit")]
+
+    def __init__(self, title: str, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        width = max(len(k) for k, _ in self.keys)
+        lines = Text()
+        for key, what in self.keys:
+            lines.append(key.rjust(width), "bold")
+            lines.append(f"  {what}\n")
+        with Vertical(id="dialog", classes="help"):
+            yield Label(Text(self.title_text), classes="question")
+            with VerticalScroll(id="help-scroll"):
+                yield Static(lines, id="help-keys")
+            yield Label("Esc: close", classes="hint")

@@ -32,6 +32,7 @@ class Source(Protocol):
     def dump_map(self, m: SessionMap, path: str) -> str: ...
     def end(self, s: Session) -> str: ...
     def alive(self, s: Session) -> bool: ...
+    def check_attach(self, s: Session) -> None: ...
 
 
 class LiveSource:
@@ -83,6 +84,16 @@ class LiveSource:
                                   "bpfsession tui as root or as that user") from None
         return f"SIGTERM sent to the {who}, pid {target}"
 
+    def check_attach(self, s: Session) -> None:
+        """Take the session's maps the way `bpfsession attach` will, and let them go: a
+        refusal (permission, a session that ended) is a BpfSessionError before the
+        terminal is handed over, not an error flashed in a suspended screen."""
+        from bpfsession import attach
+
+        _, pairs = attach.fetch_maps(s)
+        for _, fd in pairs:
+            os.close(fd)
+
     def alive(self, s: Session) -> bool:
         try:
             os.kill(s.pid, 0)
@@ -101,6 +112,7 @@ class FixedSource:
     entries: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
     at: float = 0.0  # the wall clock the ages are computed against
     typed: bool = True
+    refuse_attach: str | None = None  # the hint of a refused attach, if any
 
     def scan(self) -> list[Session]:
         return list(self.sessions)
@@ -113,7 +125,8 @@ class FixedSource:
             raise BpfSessionError(f"map {m.id} is gone (did its session end?)")
         shown = self.entries[m.id][:limit]
         return MapRows(map_title(m, session), {k: (k, v) for k, v in shown},
-                       more=len(self.entries[m.id]) > limit, typed=self.typed)
+                       more=len(self.entries[m.id]) > limit, typed=self.typed,
+                       total=len(self.entries[m.id]))
 
     def dump_map(self, m: SessionMap, path: str) -> str:
         with open(path, "w") as f:
@@ -125,6 +138,10 @@ class FixedSource:
 
     def alive(self, s: Session) -> bool:
         return any(x.id == s.id for x in self.sessions)
+
+    def check_attach(self, s: Session) -> None:
+        if self.refuse_attach:
+            raise BpfSessionError(self.refuse_attach)
 
 
 def save_text(text: str, path: str) -> str:

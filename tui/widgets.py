@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
@@ -30,12 +31,23 @@ class KeyedTable(DataTable):
     frame drawn in between kept values cut to the old width until the next change.
     Setting widths together with add/remove/update (which all bump the counter) leaves
     no such frame.
+
+    Any column sorts the rows (`s` cycles through the columns, `S` reverses, a click on a
+    header sorts by it, a second click reverses): numbers by value, see rows.sort_key.
     """
+
+    BINDINGS = [
+        Binding("s", "sort_next", "Sort", show=False),
+        Binding("S", "sort_reverse", "Reverse sort", show=False),
+    ]
 
     def __init__(self, columns: tuple[tuple[str, str], ...], **kw):
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
         self._columns = columns
         self._shown: dict[str, tuple[str, ...]] = {}
+        self._given: dict[str, tuple[str, ...]] = {}
+        self.sort_column: int | None = None  # None: the order given to sync()
+        self.sort_reverse = False
 
     def on_mount(self) -> None:
         for key, label in self._columns:
@@ -52,8 +64,13 @@ class KeyedTable(DataTable):
         return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
 
     def sync(self, new: dict[str, tuple[str, ...]]) -> None:
+        self._given = new
+        if self.sort_column is not None:
+            col = self.sort_column
+            new = dict(sorted(new.items(), key=lambda kv: rows.sort_key(kv[1][col]),
+                              reverse=self.sort_reverse))
         old = self._shown
-        if new == old:
+        if new == old and list(new) == list(old):
             return
         selected = self.selected_key
         screen_offset = self.cursor_row - round(self.scroll_y)
@@ -81,12 +98,32 @@ class KeyedTable(DataTable):
                 self.move_cursor(row=index, scroll=False)
                 self.call_after_refresh(self._keep_offset, index, screen_offset)
 
+    def sort_by(self, column: int | None, reverse: bool = False) -> None:
+        self.sort_column, self.sort_reverse = column, reverse
+        for i, (key, label) in enumerate(self._columns):
+            mark = (" ▼" if reverse else " ▲") if i == column else ""
+            self.columns[key].label = Text(label + mark)
+        self.sync(self._given)
+        self._fit_columns()  # the labels changed
+
+    def action_sort_next(self) -> None:
+        column = 0 if self.sort_column is None else self.sort_column + 1
+        self.sort_by(column if column < len(self._columns) else None)
+
+    def action_sort_reverse(self) -> None:
+        self.sort_by(self.sort_column or 0, not self.sort_reverse)
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        column = event.column_index
+        self.sort_by(column, self.sort_column == column and not self.sort_reverse)
+
     def _fit_columns(self) -> None:
         """Each column exactly as wide as its widest cell or label (it shrinks, too)."""
-        for i, (key, label) in enumerate(self._columns):
+        for i, (key, _) in enumerate(self._columns):
             width = max((cell_len(cells[i]) for cells in self._shown.values()),
                         default=0)
-            self.columns[key].content_width = max(width, cell_len(label))
+            self.columns[key].content_width = max(width, self.columns[key].label.cell_len)
         self._require_update_dimensions = True  # the virtual (scrollable) width, when idle
         self.refresh(layout=True)
 
@@ -109,11 +146,11 @@ class DetailPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("no session selected", id="detail-title")
         with TabbedContent(id="detail-tabs"):
-            with TabPane("Maps", id="tab-maps"):
+            with TabPane("1 Maps", id="tab-maps"):
                 yield KeyedTable(rows.MAP_COLUMNS, id="maps")
-            with TabPane("Processes", id="tab-procs"):
+            with TabPane("2 Processes", id="tab-procs"):
                 yield KeyedTable(rows.PROCESS_COLUMNS, id="procs")
-            with TabPane("Env", id="tab-env"):
+            with TabPane("3 Env", id="tab-env"):
                 yield Static("", id="env")
 
     def show(self, s: Session | None) -> None:
@@ -127,14 +164,11 @@ class DetailPane(Vertical):
             procs.sync({})
             env.update("")
             return
-        sup = f"supervisor {s.supervisor}" if s.supervisor else "no supervisor"
-        title.update(Text.assemble(
-            (s.name, "bold"), f"  id {s.id}  pid {s.pid}  {sup}  uid {s.uid}  "
-            f"netns {s.netns or 'host'}  obj {s.obj or '-'}",
-            f"  wire {s.wire_layout}-byte entries" if s.wire_layout else ""))
+        title.update(Text.assemble((rows.shown(s.name), "bold"), rows.session_title(s),
+                                   no_wrap=True, overflow="ellipsis"))
         maps.sync({str(m.fd): rows.map_row(m) for m in s.maps})
         procs.sync({str(p.pid): rows.process_row(p) for p in s.processes})
-        env.update(Text(rows.env_lines(s).rstrip("\n") or "(no BPF_* variables)"))
+        env.update(Text(rows.env_text(s).rstrip("\n") or "(no BPF_* variables)"))
 
     def selected_map(self, s: Session | None) -> SessionMap | None:
         if s is None or not s.maps:

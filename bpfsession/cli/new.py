@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
+from bpfsession.cli import seconds
 from bpfsession.errors import BpfSessionError
 
 _FOREVER = 1e9  # seconds (31 years): a --timeout this long is no timeout
@@ -18,6 +19,8 @@ _FOREVER = 1e9  # seconds (31 years): a --timeout this long is no timeout
 
 def register(sub) -> None:
     import argparse
+
+    from bpfsession.cli.parser import seconds
 
     p = sub.add_parser("new", help="receive map fds on UDS and run a shell or command with them",
                        usage="bpfsession new [options] (imp|import) UDS [run CMD [ARG...]]",
@@ -27,7 +30,7 @@ def register(sub) -> None:
                        "BPFSESSION_TIMEOUT, BPFSESSION_NAME, BPFSESSION_GRACE (flags win).")
     p.add_argument("--name", help="session name (default: derived from the object name)")
     p.add_argument("--netns", help="network namespace: a name under /run/netns or a path")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
+    p.add_argument("--timeout", type=seconds, metavar="SECONDS",
                    help="give up when no sender came within SECONDS (default: wait)")
     p.add_argument("--allow-uid", type=int, action="append", default=[], metavar="UID",
                    help="also accept senders with this uid (root and you always are)")
@@ -46,7 +49,7 @@ def register(sub) -> None:
 # The options of `new` for fast_parse: option -> (dest, kind). tests/test_cli_new_fast.py
 # checks them against the argparse grammar above, so the two cannot drift apart.
 _FAST_OPTIONS = {
-    "--name": ("name", str), "--netns": ("netns", str), "--timeout": ("timeout", float),
+    "--name": ("name", str), "--netns": ("netns", str), "--timeout": ("timeout", seconds),
     "--allow-uid": ("allow_uid", int), "--keep-caps": ("keep_caps", str),
     "--exec": ("exec_", bool), "--init": ("init", bool), "--no-new-privs": ("no_new_privs", bool),
 }

@@ -65,18 +65,25 @@ def register(sub) -> None:
                         "(4.1-4.4), 24 (4.5), 28 (4.6-4.12), 36 (4.13 and later, default)")
     p.add_argument("-j", "--json", action="store_true", help="report what was sent as JSON")
     src = p.add_argument_group("sources (repeatable, in order)")
-    src.add_argument("--map-id", action=_SourceAction, metavar="ID")
-    src.add_argument("--pinned", action=_SourceAction, metavar="PATH")
-    src.add_argument("--prog-id", action=_SourceAction, metavar="ID")
-    src.add_argument("--dev", action=_SourceAction, metavar="IFACE")
-    src.add_argument("--ingress", action=_SourceAction, nargs=0)
-    src.add_argument("--egress", action=_SourceAction, nargs=0)
-    src.add_argument("--session", action=_SourceAction, metavar="SESSION")
+    src.add_argument("--map-id", action=_SourceAction, metavar="ID",
+                     help="the map with this kernel id (bpftool map show)")
+    src.add_argument("--pinned", action=_SourceAction, metavar="PATH",
+                     help="the map pinned at PATH in bpffs")
+    src.add_argument("--prog-id", action=_SourceAction, metavar="ID",
+                     help="every map the program with this kernel id uses")
+    src.add_argument("--dev", action=_SourceAction, metavar="IFACE",
+                     help="every map of the tc bpf filters on IFACE (in --netns), in the "
+                          "direction that follows")
+    src.add_argument("--ingress", action=_SourceAction, nargs=0,
+                     help="--dev IFACE's ingress (clsact) filters")
+    src.add_argument("--egress", action=_SourceAction, nargs=0,
+                     help="--dev IFACE's egress (clsact) filters")
+    src.add_argument("--session", action=_SourceAction, metavar="SESSION",
+                     help="every map of a live session (name, id or a pid in it)")
     p.set_defaults(func=run, sources=[])
 
 
 def run(args) -> int:
-    import json
     import os
 
     from bpfsession.send import send
@@ -91,7 +98,9 @@ def run(args) -> int:
     obj, sent = send(args.uds, args.sources, args.obj, netns_path, args.layout, args.to_uid,
                      args.timeout)
     if args.json:
-        print(json.dumps({"obj": obj, "uds": args.uds, "layout": args.layout, "maps": [
+        from bpfsession.cli import print_json
+
+        print_json({"obj": obj, "uds": args.uds, "layout": args.layout, "maps": [
             {"env": f"BPF_MAP{e.id}", "id": m.id, "name": m.name, "type": m.type_name}
-            for e, m in sent]}))
+            for e, m in sent]}, args)
     return 0

@@ -8,15 +8,21 @@ import sys
 def register(sub) -> None:
     import argparse
 
-    p = sub.add_parser("list", help="list live sessions")
-    p.add_argument("-j", "--json", action="store_true", help="JSON output")
-    p.add_argument("--watch", nargs="?", type=float, const=1.0, metavar="SECONDS",
+    from bpfsession.cli.parser import seconds
+
+    p = sub.add_parser("list", help="list live sessions",
+                       usage="bpfsession list [--watch [SECONDS]] [--no-headers] [netns NS] "
+                             "[name PATTERN]")
+    p.add_argument("--watch", nargs="?", type=seconds, const=1.0, metavar="SECONDS",
                    help="refresh every SECONDS (default 1) until interrupted")
+    p.add_argument("--no-headers", action="store_true", help="leave out the header line")
+    p.add_argument("filters", nargs="*", metavar="netns NS | name PATTERN",
+                   help="only sessions in that netns (- for the host's), or whose name "
+                        "matches the shell glob PATTERN")
     p.set_defaults(func=run_list)
 
     p = sub.add_parser("show", help="show one session")
     p.add_argument("session", metavar="SESSION", help="name, id, or the pid of any process in it")
-    p.add_argument("-j", "--json", action="store_true", help="JSON output")
     p.set_defaults(func=run_show)
 
     p = sub.add_parser("attach", help="run a shell or command with a session's maps",
@@ -38,12 +44,11 @@ def fast_parse(verb: str, argv: list[str]):
     answers equal argparse's."""
     from types import SimpleNamespace
 
-    words = [w for w in argv if w not in ("-j", "--json")]
-    if verb == "list" and not words:
-        return SimpleNamespace(command="list", func=run_list, json=bool(argv), watch=None)
-    if verb == "show" and len(words) == 1 and not words[0].startswith("-"):
-        return SimpleNamespace(command="show", func=run_show, json=len(argv) > 1,
-                               session=words[0])
+    if verb == "list" and not any(w.startswith("-") for w in argv):
+        return SimpleNamespace(command="list", func=run_list, watch=None, no_headers=False,
+                               filters=argv)
+    if verb == "show" and len(argv) == 1 and not argv[0].startswith("-"):
+        return SimpleNamespace(command="show", func=run_show, session=argv[0])
     if verb == "attach" and argv and not argv[0].startswith("-") and \
             (len(argv) == 1 or argv[1] == "run"):
         return SimpleNamespace(command="attach", func=run_attach, session=argv[0],
@@ -56,23 +61,22 @@ def fast_parse(verb: str, argv: list[str]):
 
 def run_list(args) -> int:
     from bpfsession import discover
+    from bpfsession.cli import table
 
+    filters = table.parse_filters(args.filters)
     if args.watch is None:
-        _print_list(discover.scan(), args.json)
+        _print_list(discover.scan(), args, filters)
         return 0
-    if args.watch <= 0:
-        from bpfsession.errors import BpfSessionError
-
-        raise BpfSessionError(f"--watch {args.watch:g}: give a positive number of seconds")
-    return _watch(args.watch, args.json)
+    return _watch(args.watch, args, filters)
 
 
-def _watch(interval: float, as_json: bool) -> int:
+def _watch(interval: float, args, filters: dict[str, str]) -> int:
     """Refresh until interrupted; JSON Lines under -j, a redrawn table on a terminal."""
     import time
 
     from bpfsession import discover
 
+    as_json = args.json
     clear = not as_json and sys.stdout.isatty()
     try:
         while True:
@@ -82,21 +86,21 @@ def _watch(interval: float, as_json: bool) -> int:
                 print(f"Every {interval:g}s: bpfsession list    {time.strftime('%c')}\n")
             elif not as_json:
                 print(f"# {time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
-            _print_list(sessions, as_json, lines=True)
+            _print_list(sessions, args, filters, lines=True)
             sys.stdout.flush()
-            time.sleep(interval)
+            time.sleep(min(interval, 1e9))  # `inf` (or 1e308) would overflow sleep()
     except KeyboardInterrupt:
         return 0
 
 
-def _print_list(sessions, as_json: bool, lines: bool = False) -> None:
+def _print_list(sessions, args, filters: dict[str, str], lines: bool = False) -> None:
     from bpfsession import discover
+    from bpfsession.cli import print_json, table
 
-    if as_json:
-        doc = [discover.session_json(s) for s in sessions]
-        import json
-
-        print(json.dumps(doc) if lines else json.dumps(doc, indent=2))
+    sessions = [s for s in sessions if table.matches(s, filters)]
+    if args.json:
+        # A stream (--watch) prints one compact document a line, even under -p.
+        print_json([discover.session_json(s) for s in sessions], None if lines else args)
         return
     rows = [("ID", "NAME", "PID", "SUPERVISOR", "NETNS", "OBJ", "MAPS", "PROCS", "STARTED")]
     for s in sessions:
@@ -104,10 +108,14 @@ def _print_list(sessions, as_json: bool, lines: bool = False) -> None:
                      s.obj or "-", str(len(s.maps)), str(len(s.processes)),
                      _when(s.started)))
     if len(rows) == 1:
-        if not lines:
-            sys.stderr.write("no live sessions\n")
+        if not lines and not args.quiet:
+            sys.stderr.write("no live sessions\n" if not filters else "no session matches\n")
         return
-    _table(rows)
+    sys.stdout.write(table.render(rows, table.terminal_width(), headers=not args.no_headers,
+                                  cuttable=LIST_CUTTABLE))
+
+
+LIST_CUTTABLE = frozenset({1, 4, 5})  # NAME, NETNS, OBJ: cut on a narrow terminal
 
 
 def _when(started: str | None) -> str:
@@ -115,10 +123,9 @@ def _when(started: str | None) -> str:
 
 
 def _table(rows: list[tuple[str, ...]], indent: str = "") -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)] + [r[-1]]
-        print(indent + "  ".join(cells).rstrip())
+    from bpfsession.cli import table
+
+    sys.stdout.write(table.render(rows, indent=indent))
 
 
 # ---- show --------------------------------------------------------------------------------
@@ -129,11 +136,10 @@ def run_show(args) -> int:
 
     s = discover.find(args.session)
     if args.json:
-        import json
-
         from bpfsession import progs
+        from bpfsession.cli import print_json
 
-        print(json.dumps(progs.annotate(discover.session_json(s)), indent=2))
+        print_json(progs.annotate(discover.session_json(s)), args)
         return 0
     _print_session(s)
     _print_progs(s)
