@@ -84,6 +84,9 @@ async def select(pilot, app, session_id: str) -> None:
 
 async def type_filter(pilot, text: str) -> None:
     await pilot.press("slash")
+    # Until the input has focus, letters are the screen's keys (t: trace, s: sort...).
+    field = pilot.app.main.query_one("#filter")
+    await until(pilot, lambda: pilot.app.focused is field, what="the filter's focus")
     for ch in text:
         await pilot.press(ch)
     await pilot.press("enter")

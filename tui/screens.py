@@ -469,8 +469,9 @@ class HelpScreen(ModalScreen[None]):
         for key, what in self.keys:
             lines.append(key.rjust(width), "bold")
             lines.append(f"  {what}\n")
-        with Vertical(id="dialog", classes="help"):
+        with Vertical(id="dialog", classes="help") as dialog:
+            # On the border, so that no screen height can push it out of sight.
+            dialog.border_subtitle = "Esc: close"
             yield Label(Text(self.title_text), classes="question")
             with VerticalScroll(id="help-scroll"):
                 yield Static(lines, id="help-keys")
-            yield Label("Esc: close", classes="hint")
