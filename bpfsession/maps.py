@@ -296,7 +296,7 @@ class Codec:
 
 def codec(m: OpenMap, key_type: str | None = None, value_type: str | None = None) -> Codec:
     """The map's BTF (if it has key/value types) overlaid by --key-type/--value-type."""
-    from bpfsession.btf import Btf, BtfError
+    from bpfsession.btf.parse import Btf, BtfError
 
     info = m.info
     lay = Layout(info.type_name, info.key_size, info.value_size)
@@ -333,7 +333,7 @@ def codec(m: OpenMap, key_type: str | None = None, value_type: str | None = None
 
 
 def _load_btf(btf_id: int, label: str):
-    from bpfsession.btf import Btf, BtfError
+    from bpfsession.btf.parse import Btf, BtfError
 
     try:
         fd = bpf.btf_get_fd_by_id(btf_id)
@@ -500,6 +500,17 @@ def _walk_batch(m: OpenMap, lay: Layout, first: int) -> Iterator[tuple[bytes, by
         count = limit
 
 
+def dump(out, m: OpenMap, codec: Codec, as_json: bool, pretty_json: bool) -> int:
+    """Every entry of `m` to the binary file `out`, as bpftool prints it; the count."""
+    from bpfsession.mapdump import size_class, write_dump
+
+    big = size_class(m.info.max_entries)
+    batches = walk(m, codec.layout)
+    if big:
+        batches = prefetch(batches)
+    return write_dump(out, batches, codec.layout, as_json, pretty_json, big)
+
+
 def prefetch(batches: Iterator, depth: int = 1) -> Iterator:
     """Run a walk in a thread, one batch ahead of the consumer.
 
@@ -585,13 +596,8 @@ def show(m: OpenMap) -> list[tuple[str, object]]:
 
 
 def show_node(fields: list[tuple[str, object]]):
-    """The fields of show() as a JSON node for mapfmt's bpftool-style writer."""
-    from bpfsession.btf import Obj, json_string
-
-    def token(v) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        return json_string(v) if isinstance(v, str) else str(v)
+    """The fields of show() as a node for the JSON writer."""
+    from bpfsession.jsonw import Obj, token
 
     return Obj((k, token(v)) for k, v in fields)
 

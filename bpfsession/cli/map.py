@@ -165,9 +165,9 @@ def do_show(args, words, out) -> int:
 
 
 def _render(node, pretty_json: bool) -> str:
-    from bpfsession.mapfmt import compact, pretty
+    from bpfsession.jsonw import render
 
-    return (pretty(node) if pretty_json else compact(node)) + "\n"
+    return render(node, pretty_json)
 
 
 def _show_all(args, out) -> int:
@@ -205,17 +205,11 @@ def _show_all(args, out) -> int:
 
 def do_dump(args, words, out) -> int:
     from bpfsession import maps
-    from bpfsession.mapfmt import FAST_MIN, write_dump
 
     m, rest = _open(words)
     with m:
         _check_no_args(rest, "dump")
-        codec = _codec(args, m)
-        batches = maps.walk(m, codec.layout)
-        big = m.info.max_entries >= FAST_MIN
-        if big:
-            batches = maps.prefetch(batches)
-        write_dump(out, batches, codec.layout, args.json, args.pretty, big)
+        maps.dump(out, m, _codec(args, m), args.json, args.pretty)
     return 0
 
 
