@@ -6,9 +6,9 @@ per-CPU values and global data (DATASEC)."""
 
 from __future__ import annotations
 
-import io
 import random
 import re
+import tempfile
 
 import pytest
 
@@ -103,10 +103,11 @@ def _batch_outputs(lay: Layout, keys: bytes, values: bytes, n: int, paths=(False
     for as_json, pretty_json in ((False, False), (True, False), (True, True)):
         outs = []
         for big in paths:
-            out = io.BytesIO()
-            write_dump(out, iter([(keys[:n * lay.key_size], values, n)]), lay, as_json,
-                       pretty_json, big)
-            outs.append(out.getvalue())
+            with tempfile.TemporaryFile() as out:  # a file: the worker writes to its fd
+                write_dump(out, iter([(keys[:n * lay.key_size], values, n)]), lay, as_json,
+                           pretty_json, big)
+                out.seek(0)
+                outs.append(out.read())
         for other, big in zip(outs[1:], paths[1:], strict=True):
             same(other, outs[0], (big, as_json, pretty_json))
 
