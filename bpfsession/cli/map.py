@@ -10,10 +10,6 @@ big dump needs it; no pyroute2, no textual).
 
 from __future__ import annotations
 
-import argparse
-
-from bpfsession.cli.parser import RawFormatter
-
 VERBS = {
     "show": ("show a map's kind, sizes and flags (no MAP: the session's maps)", "[MAP]"),
     "dump": ("print every entry", "MAP"),
@@ -45,6 +41,10 @@ STATUS_NOT_FOUND = 254
 
 
 def register(sub) -> None:
+    import argparse
+
+    from bpfsession.cli.parser import RawFormatter
+
     p = sub.add_parser("map", help="show, dump, look up, update, delete or pin a map",
                        description="Read and write BPF maps, the bpftool way.",
                        epilog=EPILOG, formatter_class=RawFormatter)
@@ -65,6 +65,22 @@ def register(sub) -> None:
                            help="value layout: u64, s32, u8[4], char[16], u32,u16,u16 ...")
         v.add_argument("args", nargs=argparse.REMAINDER, help=usage)
         v.set_defaults(func=run, map_verb=verb)
+
+
+def fast_parse(verb: str, argv: list[str]):
+    """`map VERB MAP ...` without argparse (these run thousands of times from shell loops),
+    or None for what argparse must see (no verb, options before the MAP, help). Equal to
+    argparse's answer: tests/test_cli_fast.py."""
+    if verb != "map" or not argv or argv[0] not in HANDLERS or \
+            (len(argv) > 1 and argv[1].startswith("-")):
+        return None
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(command="map", map_verb=argv[0], json=False, pretty=False,
+                           args=argv[1:], func=run)
+    if argv[0] not in ("show", "pin"):
+        args.key_type = args.value_type = None
+    return args
 
 
 _FLAGS = {"-j": "json", "--json": "json", "-p": "pretty", "--pretty": "pretty"}
