@@ -251,6 +251,9 @@ def _typed(tokens: list[str], size: int, what: str, typed: TypedSlot) -> bytes:
         data = enc.encode(typed.type_id, value)
     except EncodeError as err:
         raise BpfSessionError(f"{what} ({typed.origin}): {err}") from None
+    except RecursionError:  # json.loads and the encoder recurse once per nesting level
+        raise BpfSessionError(f"{what} ({typed.origin}): the value is nested too deeply "
+                              "for its type") from None
     if len(data) != size:
         raise BpfSessionError(f"{what} ({typed.origin}) is {len(data)} bytes but the map's "
                               f"{what} is {size}: fix the layout")

@@ -138,7 +138,24 @@ def _by_id(map_id: int, label: str) -> OpenMap:
     return _info(fd, label)
 
 
+def system_map_ids(why: str) -> list[int]:
+    """Every map id on the system (BPF_MAP_GET_NEXT_ID, which needs CAP_SYS_ADMIN);
+    `why` says what the walk was for, in the error."""
+    try:
+        return bpf.map_ids()
+    except KernelError as err:
+        if err.errno == errno.EPERM:
+            raise BpfSessionError(f"{why} needs CAP_SYS_ADMIN (listing the system's maps): "
+                                  "run as root, or name the map by BPF_MAP<N>, fd N or "
+                                  "pinned PATH") from None
+        raise BpfSessionError(f"{why}: cannot list the system's maps: {err.strerror}") \
+            from None
+
+
 def _by_path(path: str) -> OpenMap:
+    if os.path.isdir(path):
+        raise BpfSessionError(f"{path} is a directory, not a pinned map: `ls {path}` shows "
+                              "what is pinned there")
     try:
         fd = bpf.obj_get(path)
     except KernelError as err:
@@ -243,7 +260,7 @@ def _by_name(name: str, env) -> OpenMap:
                 return OpenMap(fd, info, var, owned=False)
     found: list[OpenMap] = []
     try:
-        for map_id in bpf.map_ids():
+        for map_id in system_map_ids(f"finding the map named {name!r}"):
             try:
                 fd = bpf.map_get_fd_by_id(map_id)
             except KernelError:

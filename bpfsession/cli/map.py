@@ -239,7 +239,6 @@ def _show_all(args, out) -> int:
 
     from bpfsession import mapenv, maps
     from bpfsession.errors import BpfSessionError
-    from bpfsession.kernel import bpf
 
     opened = []
     try:
@@ -250,7 +249,7 @@ def _show_all(args, out) -> int:
                 except BpfSessionError:
                     continue  # an fd the command closed: skipped, like a map gone by id
         else:
-            for map_id in bpf.map_ids():
+            for map_id in maps.system_map_ids("`map show` without MAP outside a session"):
                 try:
                     opened.append(maps.open_map(["id", str(map_id)]))
                 except BpfSessionError:
