@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
 
 from bpfsession import mapenv
 from bpfsession.errors import BpfSessionError, KernelError
@@ -20,6 +19,10 @@ from bpfsession.mapfmt import Layout, TypedSlot
 
 POSSIBLE_CPUS = "/sys/devices/system/cpu/possible"
 ENOTSUPP = 524  # the kernel-internal "not supported" that bpf(2) leaks to user space
+
+TYPE_CHECKING = False  # typing's constant, without importing typing on a start-up path
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 SPEC_HELP = ("name a map as BPF_MAP<N>, <N> or BPF_MAP_<NAME> (inside a session), "
              "fd N, name NAME, id ID, pinned PATH or session SESSION NAME")

@@ -11,8 +11,7 @@ import pytest
 from bpfsession import maps
 from bpfsession.errors import BpfSessionError
 from bpfsession.kernel import bpf
-from tests.helpers import BPFSESSION as BPFSESSION_CLI
-from tests.helpers import bpfsession, run, uniq
+from tests.helpers import BPFSESSION, bpfsession, run, uniq
 from tests.new_helpers import live_fds
 
 pytest_plugins = ["tests.map_fixtures"]
@@ -217,5 +216,5 @@ def test_map_walks_as_non_root_say_what_they_need():
                                           "CAP_SYS_ADMIN"),
                         (["map", "dump", "name", "whatever"], "finding the map named "
                                                               "'whatever' needs CAP_SYS_ADMIN")):
-        res = run([*as_user(NOBODY), *BPFSESSION_CLI, *words], check=False, env=env)
+        res = run([*as_user(NOBODY), *BPFSESSION, *words], check=False, env=env)
         assert one_line_error(res).startswith(f"bpfsession: {says}"), words
