@@ -23,8 +23,6 @@ STATUS_NOT_FOUND = 254
 def commands(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
     """(line number where the command starts, its words), comments and blank lines left
     out."""
-    import shlex
-
     pending, start = "", 0
     for number, line in enumerate(lines, 1):
         line = line.rstrip("\n")
@@ -34,10 +32,15 @@ def commands(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
             pending += line[:-1] + " "
             continue
         text, pending = pending + line, ""
-        try:
-            words = shlex.split(text, comments=True)
-        except ValueError as err:  # "No closing quotation", "No escaped character"
-            raise BpfSessionError(f"line {start}: {str(err).lower()}") from None
+        if not any(c in text for c in "'\"\\#"):
+            words = text.split()  # nothing to unquote: shlex reads 10x slower
+        else:
+            import shlex
+
+            try:
+                words = shlex.split(text, comments=True)
+            except ValueError as err:  # "No closing quotation", "No escaped character"
+                raise BpfSessionError(f"line {start}: {str(err).lower()}") from None
         if words:
             yield start, words
     if pending:

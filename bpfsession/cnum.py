@@ -10,6 +10,8 @@ class EncodeError(ValueError):
 
 def c_int(text: str, base: int = 0) -> int:
     """An integer the way C's strtol reads it: 0x.. hex, 0.. octal, else decimal."""
+    if base != 16 and text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
+        return int(text)  # plain decimal, the usual case (bytes of bpftool's syntax)
     s = text.strip()
     sign = 1
     if s[:1] in "+-" and s:

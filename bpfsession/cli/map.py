@@ -89,19 +89,22 @@ _VALUED = {"--key-type": "key_type", "--value-type": "value_type"}
 
 def _options(args) -> list[str]:
     """Pull -j/-p/--key-type/--value-type out of the words after the verb."""
-    rest, words = [], list(args.args)
-    while words:
-        w = words.pop(0)
+    rest = []
+    words = iter(args.args)
+    for w in words:
+        if w[:1] != "-":
+            rest.append(w)
+            continue
         name, eq, val = w.partition("=")
         if w in _FLAGS:
             setattr(args, _FLAGS[w], True)
         elif name in _VALUED and hasattr(args, _VALUED[name]):
             if not eq:
-                if not words:
+                val = next(words, None)
+                if val is None:
                     from bpfsession.errors import BpfSessionError
 
                     raise BpfSessionError(f"{name} needs a layout, e.g. {name} u32")
-                val = words.pop(0)
             setattr(args, _VALUED[name], val)
         else:
             rest.append(w)
