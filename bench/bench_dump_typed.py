@@ -4,7 +4,7 @@ Three maps of bench/bpf/typed_bench.bpf.c (a 5-tuple struct key and a struct of 
 a hash, an array of structs and a per-CPU hash, loaded with `bpftool prog loadall` into a
 private bpffs directory and filled with BPF_MAP_UPDATE_BATCH. Run as root from the
 checkout: `.venv/bin/python bench/bench_dump_typed.py [--entries N] [--rounds R]
-[--maps b_hash,b_array,b_pcpu]`.
+[--maps b_hash,b_array,b_pcpu] [--modes text,-j]`.
 
 A first, untimed pass checks that every bpfsession output is byte-identical to bpftool's
 (CRC-32 of the whole stream). Then each command runs as its own process, rounds
@@ -88,8 +88,11 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--maps", default=",".join(MAPS))
+    ap.add_argument("--modes", default="text,-j", help="text, -j or both (bpftool's text "
+                    "mode takes minutes at 1,000,000 entries)")
     opts = ap.parse_args()
     names = opts.maps.split(",")
+    modes = [[] if m == "text" else [m] for m in opts.modes.split(",")]
 
     cache = tempfile.mkdtemp(prefix="bsbench-pyc")
     env = installed_env(PYTHONPYCACHEPREFIX=cache)
@@ -107,7 +110,7 @@ def main() -> None:
             pin = f"{base}/maps/{name}"
             fill(pin, name, opts.entries)
             bs = [PY, "-m", "bpfsession", "map", "dump", "pinned", pin]
-            for mode in ([], ["-j"]):
+            for mode in modes:
                 tag = f"{name} {'-j' if mode else 'text'}"
                 cases[f"{tag}: bpftool"] = ["bpftool", *mode, "map", "dump", "pinned", pin]
                 cases[f"{tag}: bpfsession"] = bs + mode
