@@ -119,8 +119,14 @@ def run(args) -> int:
     words = _options(args)
     out = sys.stdout.buffer
     status = HANDLERS[args.map_verb](args, words, out)
+    sys.stdout.flush()
     out.flush()
-    return status
+    sys.stderr.flush()
+    # Done, and every fd this call opened is closed: skip the interpreter's teardown (a
+    # few ms of each call from a shell loop), as `new` does. Errors take the normal way.
+    import os
+
+    os._exit(status)
 
 
 def execute(verb: str, words: list[str], as_json: bool, pretty_json: bool, out,
