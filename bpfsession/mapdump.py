@@ -137,20 +137,29 @@ class TemplateFormatter:
         self.cols: list = []
         plain = not as_json
         depth = 1  # entries are rendered at depth 1 (inside the top-level array)
-        if as_json:
-            tree = Obj([("key", [self._hex("k", 0, lay.key_size)])])
-            if lay.percpu:
-                tree.append(("values", [
-                    Obj([("cpu", str(i)),
-                         ("value", [self._hex("v", i * lay.stride, lay.value_size)])])
-                    for i in range(lay.ncpus)]))
-            else:
-                tree.append(("value", [self._hex("v", 0, lay.value_size)]))
-            tree.append(("formatted", self._formatted(plain, depth + 1, pretty_json)))
+        if as_json and not pretty_json:
+            # The byte arrays are fixed-width: one column of whole `,{"key":[..],"value":[..]`
+            # records from FixedFormatter, then the formatted part.
+            fixed = FixedFormatter(lay, True, open_end=True)
+            width = fixed.template.size
+            self.column(_S, lambda mats: fixed.format(mats["k"], mats["v"], len(mats["k"]))
+                        .view(f"S{width}").tolist())
+            text = compact(Obj([("formatted", self._formatted(plain, depth + 1, False))]))
+            text = _S + "," + text[1:].replace("%", "%%")
         else:
-            tree = self._formatted(plain, depth, True)
-        text = pretty(tree, depth) if pretty_json or plain else compact(tree)
-        text = "," + text.replace("%", "%%")
+            if as_json:
+                tree = Obj([("key", [self._hex("k", 0, lay.key_size)])])
+                if lay.percpu:
+                    tree.append(("values", [
+                        Obj([("cpu", str(i)),
+                             ("value", [self._hex("v", i * lay.stride, lay.value_size)])])
+                        for i in range(lay.ncpus)]))
+                else:
+                    tree.append(("value", [self._hex("v", 0, lay.value_size)]))
+                tree.append(("formatted", self._formatted(plain, depth + 1, True)))
+            else:
+                tree = self._formatted(plain, depth, True)
+            text = "," + pretty(tree, depth).replace("%", "%%")
         self.template = (text.replace(_D, "%d").replace(_S, "%s").replace(_X, "%#x")
                          .encode())
 
@@ -371,57 +380,55 @@ def _char_token(c: int, plain: bool) -> str:
 # --- two cores ------------------------------------------------------------------------------
 
 _F_SETPIPE_SZ = 1031  # fcntl.h: a pipe buffer that holds a chunk (1 MiB is the default max)
-_HEADER = struct.Struct("<QQQ")  # entries, key bytes, value bytes (0, 0, 0: stop)
+_JOB = struct.Struct("<QQQB")  # entries, key bytes, value bytes, drop the first separator
+_GO, _DONE = b"g", b"d"
 
 
 class _Worker:
     """A forked child that formats the chunks it is sent with the parent's formatter and
-    sends the bytes back; the parent writes them in order. The child only reads and
-    writes its two pipes and leaves with os._exit (no atexit, no inherited buffers)."""
+    writes them to the same output fd itself, in turn: it writes a chunk only after the
+    parent said go (everything before it is written) and says done after. The child
+    touches nothing but its pipes and that fd, and leaves with os._exit (no atexit
+    handlers, no inherited buffers flushed twice)."""
 
-    def __init__(self, formatter):
+    def __init__(self, formatter, out_fd: int):
         import fcntl
 
         to_child, self._to_child = os.pipe()
         self._from_child, from_child = os.pipe()
-        for fd in (self._to_child, from_child):
-            try:
-                fcntl.fcntl(fd, _F_SETPIPE_SZ, 1 << 20)
-            except OSError:
-                pass  # a smaller pipe only means more wake-ups
+        try:
+            fcntl.fcntl(self._to_child, _F_SETPIPE_SZ, 1 << 20)
+        except OSError:
+            pass  # a smaller pipe only means more wake-ups
         self.pid = os.fork()
         if self.pid == 0:
             status = 1
             try:
                 os.close(self._to_child)
                 os.close(self._from_child)
-                _serve(formatter, to_child, from_child)
+                _serve(formatter, to_child, from_child, out_fd)
                 status = 0
             finally:
                 os._exit(status)
         os.close(to_child)
         os.close(from_child)
-        self._reader = os.fdopen(self._from_child, "rb")
 
-    def send(self, keys, values, n: int) -> None:
-        _write_all(self._to_child, _HEADER.pack(n, len(keys), len(values)))
+    def send(self, keys, values, n: int, strip_first: bool) -> None:
+        _write_all(self._to_child, _JOB.pack(n, len(keys), len(values), strip_first))
         _write_all(self._to_child, keys)
         _write_all(self._to_child, values)
 
-    def receive(self) -> bytes:
-        head = self._reader.read(8)
-        if len(head) != 8:
-            raise BpfSessionError("the dump's formatting worker died: run the dump again")
-        (size,) = struct.unpack("<Q", head)
-        return self._reader.read(size)
+    def go(self) -> None:
+        _write_all(self._to_child, _GO)
+
+    def wait_done(self) -> None:
+        if os.read(self._from_child, 1) != _DONE:
+            raise BpfSessionError("the dump's second formatting process failed: run the "
+                                  "dump again")
 
     def close(self) -> None:
-        try:
-            _write_all(self._to_child, _HEADER.pack(0, 0, 0))
-        except OSError:
-            pass
-        os.close(self._to_child)
-        self._reader.close()
+        os.close(self._to_child)  # end of input: the child leaves
+        os.close(self._from_child)
         os.waitpid(self.pid, 0)
 
 
@@ -431,19 +438,54 @@ def _write_all(fd: int, data) -> None:
         view = view[os.write(fd, view):]
 
 
-def _serve(formatter, inp: int, out: int) -> None:
+def _serve(formatter, inp: int, done: int, out_fd: int) -> None:
     reader = os.fdopen(inp, "rb")
-    while True:
-        head = reader.read(_HEADER.size)
-        if len(head) != _HEADER.size:
-            return
-        n, klen, vlen = _HEADER.unpack(head)
-        if not n:
-            return
+    while len(head := reader.read(_JOB.size)) == _JOB.size:
+        n, klen, vlen, strip = _JOB.unpack(head)
         keys, values = reader.read(klen), reader.read(vlen)
-        data = formatter.format(keys, values, n)
-        _write_all(out, struct.pack("<Q", len(memoryview(data).cast("B"))))
-        _write_all(out, data)
+        data = memoryview(formatter.format(keys, values, n)).cast("B")
+        if reader.read(1) != _GO:
+            return
+        _write_all(out_fd, data[1:] if strip else data)
+        os.write(done, _DONE)
+
+
+class _Chunks:
+    """Writes the fast path's chunks in order, every other one formatted and written by
+    the worker (when there is one): while the worker formats chunk A, this process
+    formats B; A is written by the worker, then B here, and the worker already has its
+    next chunk while B is written."""
+
+    def __init__(self, out, fast, strip_first: bool, worker: _Worker | None):
+        self.out, self.fast, self.worker = out, fast, worker
+        self.strip = strip_first  # the next write drops the first record's separator
+        self.busy = False  # the worker holds a chunk not yet written
+
+    def add(self, keys, values, n: int) -> None:
+        if self.worker is not None and not self.busy:
+            self.worker.send(keys, values, n, self.strip)
+            self.worker.go()
+            self.strip = False
+            self.busy = True
+            return
+        data = memoryview(self.fast.format(keys, values, n)).cast("B")
+        if self.busy:
+            self.worker.wait_done()
+            self.busy = False
+        self._write(data)
+
+    def _write(self, data) -> None:
+        if self.strip and data:
+            data = data[1:]
+            self.strip = False
+        self.out.write(data)
+        if self.worker is not None:
+            self.out.flush()  # before the worker writes to the same fd
+
+    def finish(self) -> None:
+        if self.busy:
+            self.worker.wait_done()
+            self.busy = False
 
 
 # --- the one choice, and the dump -------------------------------------------------------------
@@ -471,6 +513,10 @@ class _Plan:
 
             threading.Thread(target=importlib.import_module, args=("numpy",),
                              daemon=True).start()
+
+    @property
+    def fast_ready(self) -> bool:
+        return self._fast is not None
 
     def fast(self):
         """The batch formatter of a fast path (built at first use), or None."""
@@ -524,28 +570,33 @@ def write_dump(out, batches, lay: Layout, as_json: bool, pretty_json: bool = Fal
     `batches` yields (keys, values, n) with fixed-size records; a batch may be reused by
     the walk once the next one is taken, so each is formatted (or sent to the worker)
     before that. Output starts with the first batch and memory stays at a few chunks.
-    `big`: size_class() of the map.
+    `big`: size_class() of the map; two cores need `out` to have a file descriptor.
     """
     plan = _Plan(lay, as_json, pretty_json, big)
     total = 0
     if plan.bracketed:
         out.write(b"[")
-    writer = _OrderedWriter(out, strip_first=plan.bracketed)
-    worker: _Worker | None = None
+    chunks: _Chunks | None = None
     try:
         for keys, values, n in batches:
-            fast = plan.fast() if n >= FAST_MIN or plan._fast is not None else None
+            fast = plan.fast() if n >= FAST_MIN or plan.fast_ready else None
             if fast is None:
-                writer.local(plan.one_by_one(keys, values, n, not total), raw=True)
+                out.write(plan.one_by_one(keys, values, n, not total))
             else:
-                if plan.two_cores and worker is None:
-                    worker = _Worker(fast)
-                _chunks(fast, worker, writer, keys, values, n, lay)
+                if chunks is None:
+                    chunks = _Chunks(out, fast, plan.bracketed and not total,
+                                     _worker(plan, fast, out))
+                ks, vs = lay.key_size, lay.value_buf_size
+                kv, vv = memoryview(keys), memoryview(values)
+                for lo in range(0, n, CHUNK):
+                    hi = min(n, lo + CHUNK)
+                    chunks.add(kv[lo * ks:hi * ks], vv[lo * vs:hi * vs], hi - lo)
             total += n
-        writer.finish(worker)
+        if chunks is not None:
+            chunks.finish()
     finally:
-        if worker is not None:
-            worker.close()
+        if chunks is not None and chunks.worker is not None:
+            chunks.worker.close()
     if not plan.bracketed:
         out.write(f"Found {total} element{'' if total == 1 else 's'}\n".encode())
     elif as_json and not pretty_json:
@@ -555,66 +606,13 @@ def write_dump(out, batches, lay: Layout, as_json: bool, pretty_json: bool = Fal
     return total
 
 
-def _chunks(fast, worker, writer, keys, values, n: int, lay: Layout) -> None:
-    ks, vs = lay.key_size, lay.value_buf_size
-    kv, vv = memoryview(keys), memoryview(values)
-    for lo in range(0, n, CHUNK):
-        hi = min(n, lo + CHUNK)
-        k, v = kv[lo * ks:hi * ks], vv[lo * vs:hi * vs]
-        if worker is not None and not writer.worker_busy:
-            worker.send(k, v, hi - lo)
-            writer.sent(worker)
-        else:
-            writer.local(fast.format(k, v, hi - lo), worker=worker)
-
-
-class _OrderedWriter:
-    """Writes chunks in order when every other one is formatted by the worker: chunk A
-    goes to the worker, B is formatted here, then A's bytes and B's are written (B's after
-    the worker got its next chunk, so that it is never idle while we write)."""
-
-    def __init__(self, out, strip_first: bool):
-        self.out, self.strip_first = out, strip_first
-        self.worker_busy = False
-        self.held = None
-        self.started = False
-
-    def _write(self, data) -> None:
-        view = memoryview(data).cast("B")
-        if not view:
-            return
-        if not self.started and self.strip_first:
-            view = view[1:]  # the first record's separator
-        self.started = True
-        self.out.write(view)
-
-    def sent(self, worker) -> None:
-        self.worker_busy = True
-        if self.held is not None:
-            self._write(self.held)
-            self.held = None
-
-    def local(self, data, worker=None, raw: bool = False) -> None:
-        if self.worker_busy:
-            self._write(worker.receive())
-            self.worker_busy = False
-            self.held = data
-            return
-        if self.held is not None:
-            self._write(self.held)
-            self.held = None
-        if raw:
-            # one_by_one() wrote its own separators
-            self.started = self.started or bool(data)
-            if data:
-                self.out.write(data)
-            return
-        self._write(data)
-
-    def finish(self, worker) -> None:
-        if self.worker_busy:
-            self._write(worker.receive())
-            self.worker_busy = False
-        if self.held is not None:
-            self._write(self.held)
-            self.held = None
+def _worker(plan: _Plan, fast, out) -> _Worker | None:
+    """The second core's process, when the plan wants one and `out` is a file."""
+    if not plan.two_cores:
+        return None
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None  # io.BytesIO and the like: io.UnsupportedOperation is an OSError
+    out.flush()
+    return _Worker(fast, fd)
