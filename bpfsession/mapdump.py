@@ -381,7 +381,7 @@ def _char_token(c: int, plain: bool) -> str:
 
 _F_SETPIPE_SZ = 1031  # fcntl.h: a pipe buffer that holds a chunk (1 MiB is the default max)
 _JOB = struct.Struct("<QQQB")  # entries, key bytes, value bytes, drop the first separator
-_GO, _DONE = b"g", b"d"
+_GO, _DONE, _PIPE = b"g", b"d", b"p"  # _PIPE: the reader of the output went away
 
 
 class _Worker:
@@ -422,7 +422,10 @@ class _Worker:
         _write_all(self._to_child, _GO)
 
     def wait_done(self) -> None:
-        if os.read(self._from_child, 1) != _DONE:
+        answer = os.read(self._from_child, 1)
+        if answer == _PIPE:
+            raise BrokenPipeError  # `dump | head`: as if this process had written
+        if answer != _DONE:
             raise BpfSessionError("the dump's second formatting process failed: run the "
                                   "dump again")
 
@@ -446,7 +449,11 @@ def _serve(formatter, inp: int, done: int, out_fd: int) -> None:
         data = memoryview(formatter.format(keys, values, n)).cast("B")
         if reader.read(1) != _GO:
             return
-        _write_all(out_fd, data[1:] if strip else data)
+        try:
+            _write_all(out_fd, data[1:] if strip else data)
+        except BrokenPipeError:
+            os.write(done, _PIPE)
+            return
         os.write(done, _DONE)
 
 

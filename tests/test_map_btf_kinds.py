@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
 import tempfile
 
 import pytest
@@ -18,7 +19,7 @@ from bpfsession.btf.parse import KIND_ENUM64, Btf, Member, Type
 from bpfsession.kernel import bpf
 from bpfsession.mapdump import CHUNK, FAST_MIN, write_dump
 from bpfsession.mapfmt import Layout
-from tests.helpers import bpfsession, run
+from tests.helpers import BPFSESSION, bpfsession, run
 
 pytest_plugins = ["tests.map_fixtures"]
 
@@ -88,6 +89,14 @@ def test_two_cores_on_a_huge_array_equal_bpftool(kinds_maps):
     ours = bpfsession("map", "dump", "pinned", kinds_maps["k_array"], "-j")
     same(ours.stdout, bpftool("-j", "map", "dump", "pinned", kinds_maps["k_array"]),
          "k_array -j")
+    # `dump | head`: the reader leaves while both processes write; no error, status 0
+    for mode in ([], ["-j"]):
+        proc = subprocess.Popen([*BPFSESSION, "map", "dump", "pinned", kinds_maps["k_array"],
+                                 *mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert len(proc.stdout.read(100)) == 100
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 0 and proc.stderr.read() == b""
+        proc.stderr.close()
 
 
 def test_global_data_and_small_maps_one_entry_at_a_time(kinds_maps):
