@@ -47,8 +47,10 @@ def commands(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
         raise BpfSessionError(f"line {start}: the file ends after a continuation `\\`")
 
 
-def run(lines: Iterable[str], out, as_json: bool, pretty_json: bool) -> int:
-    """Run every command; returns the exit status (0, or the failing command's)."""
+def run(lines: Iterable[str], out, as_json: bool, pretty_json: bool,
+        from_stdin: bool = False) -> int:
+    """Run every command; returns the exit status (0, or the failing command's).
+    `from_stdin`: the lines are stdin, which `map load -` then may not read."""
     from bpfsession.cli.map import execute
 
     opened: dict = {}
@@ -58,7 +60,7 @@ def run(lines: Iterable[str], out, as_json: bool, pretty_json: bool) -> int:
         for number, words in commands(lines):
             buf = io.BytesIO() if as_json else out
             try:
-                status = _one(execute, words, as_json, buf, opened)
+                status = _one(execute, words, as_json, buf, opened, from_stdin)
             except BpfSessionError as err:
                 err.hint = f"line {number}: {err.hint}"
                 if as_json:
@@ -84,12 +86,13 @@ def run(lines: Iterable[str], out, as_json: bool, pretty_json: bool) -> int:
     return 0
 
 
-def _one(execute, words: list[str], as_json: bool, out, opened: dict) -> int:
+def _one(execute, words: list[str], as_json: bool, out, opened: dict,
+         from_stdin: bool) -> int:
     if words[0] != "map" or len(words) < 2:
         what = "batch" if words[0] == "batch" else repr(words[0])
         raise BpfSessionError(f"{what}: a batch runs map commands (map show|dump|lookup|"
                               "update|delete|pin|load ...)")
-    return execute(words[1], words[2:], as_json, False, out, opened)
+    return execute(words[1], words[2:], as_json, False, out, opened, from_stdin)
 
 
 def _output(data: bytes):

@@ -70,6 +70,9 @@ def test_batch_stops_at_the_first_error_and_names_its_line(pinned_map, tmp_path)
                        ("map show \\", "line 1: the file ends after a continuation")):
         res = bpfsession("batch", "file", batch_file(tmp_path, text))
         assert res.returncode == 1 and res.stderr.startswith(f"bpfsession: {hint}"), text
+    res = bpfsession("batch", "file", "-", input=f"map load pinned {path}\n")
+    assert res.stderr == "bpfsession: line 1: `map load` reads its entries from a FILE " \
+                         "here: the batch itself comes from stdin\n"
     res = bpfsession("batch", "file", str(tmp_path / "missing"))
     assert res.returncode == 1 and res.stderr.startswith("bpfsession: cannot read")
 

@@ -39,7 +39,7 @@ def run(args) -> int:
     args.json = False
     try:
         if args.path == "-":
-            return batch.run(sys.stdin, out, as_json, args.pretty)
+            return batch.run(sys.stdin, out, as_json, args.pretty, from_stdin=True)
         try:
             f = open(args.path, encoding="utf-8", errors="surrogateescape")
         except OSError as err:

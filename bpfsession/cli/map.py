@@ -130,9 +130,10 @@ def run(args) -> int:
 
 
 def execute(verb: str, words: list[str], as_json: bool, pretty_json: bool, out,
-            opened: dict | None = None) -> int:
+            opened: dict | None = None, stdin_busy: bool = False) -> int:
     """One map command (`map VERB WORDS...`) written to the binary file `out`, for
-    `batch`; `opened` keeps maps open (and their BTF parsed) from one command to the next.
+    `batch`; `opened` keeps maps open (and their BTF parsed) from one command to the next;
+    `stdin_busy`: the commands themselves come from stdin.
     """
     from types import SimpleNamespace
 
@@ -142,7 +143,8 @@ def execute(verb: str, words: list[str], as_json: bool, pretty_json: bool, out,
         raise BpfSessionError(f"unknown map command {verb!r}: map "
                               f"{'|'.join(HANDLERS)}")
     args = SimpleNamespace(map_verb=verb, json=as_json, pretty=pretty_json, args=words,
-                           key_type=None, value_type=None, opened=opened)
+                           key_type=None, value_type=None, opened=opened,
+                           stdin_busy=stdin_busy)
     if verb in ("show", "pin"):
         del args.key_type, args.value_type
     return HANDLERS[verb](args, _options(args), out)
@@ -404,6 +406,9 @@ def do_load(args, words, out) -> int:
         if len(rest) > 1:
             raise BpfSessionError("`map load` takes one FILE (or - for stdin) after the map")
         path = rest[0] if rest else "-"
+        if path == "-" and getattr(args, "stdin_busy", False):
+            raise BpfSessionError("`map load` reads its entries from a FILE here: the batch "
+                                  "itself comes from stdin")
         if path == "-":
             mapload.load(m, _codec(args, m), sys.stdin, maps.UPDATE_FLAGS[flag])
         else:
