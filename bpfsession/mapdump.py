@@ -339,7 +339,7 @@ class _Compiler:
     def _enum(self, t, off: int):
         if t.size not in (1, 2, 4, 8):
             return "(unsupported-kind"
-        signed = True if t.kind == KIND_ENUM else t.kflag
+        signed = True  # as btf.dump.Dumper: bpftool prints an unnamed value as int64_t
         names: dict[int, bytes] = {}
         for name, val in t.values:
             names.setdefault(val & _MASK64, json_string(name).encode())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+import struct
 import subprocess
 import tempfile
 
@@ -135,7 +136,8 @@ def test_global_data_and_two_cores_in_every_mode(kinds_maps):
 
 
 def test_enum64_signed_and_unsigned():
-    """ENUM64 (which clang 14 cannot emit): names, and values of either sign."""
+    """ENUM64 (which clang 14 cannot emit) on every path: names, and values of either
+    sign."""
     types = [Type(0, "void"), Type(KIND_ENUM64, "e64u", 8), Type(KIND_ENUM64, "e64s", 8,
                                                                   kflag=True)]
     types[1].values = [("BIG", 1 << 40), ("MAX", (1 << 64) - 1)]
@@ -153,5 +155,44 @@ def test_enum64_signed_and_unsigned():
     assert len(node) == 2
     sample = (1 << 64) - (1 << 40)
     assert Dumper(btf, False).dump(2, sample.to_bytes(8, "little")) == '"MINUS"'
+    # bpftool prints a value without a name as int64_t, even for an unsigned ENUM64
     assert Dumper(btf, False).dump(1, ((1 << 63) + 3).to_bytes(8, "little")) == \
-        str((1 << 63) + 3)
+        str((1 << 63) + 3 - (1 << 64))
+
+
+def enum64_btf() -> tuple[bytes, int, int]:
+    """A raw BTF blob, written by hand (include/uapi/linux/btf.h): `unsigned int` (id 1),
+    an unsigned ENUM64 (2), a signed one (3, kind_flag) and struct pair {e64u u; e64s s;}
+    (4). Returns (blob, key type id, value type id)."""
+    names = ["", "unsigned int", "e64u", "BIG", "MAX", "e64s", "MINUS", "pair", "u", "s"]
+    strings = b"\0".join(n.encode() for n in names) + b"\0"
+    off = {n: strings.index(b"\0" + n.encode() + b"\0") + 1 for n in names if n}
+
+    def head(name: str, kind: int, vlen: int, size: int, kflag: int = 0) -> bytes:
+        return struct.pack("<III", off[name], kflag << 31 | kind << 24 | vlen, size)
+
+    types = head("unsigned int", 1, 0, 4) + struct.pack("<I", 32)
+    types += head("e64u", KIND_ENUM64, 2, 8) + struct.pack("<III", off["BIG"], 0, 1 << 8)
+    types += struct.pack("<III", off["MAX"], 0xFFFFFFFF, 0xFFFFFFFF)
+    minus = (-(1 << 40)) & ((1 << 64) - 1)
+    types += head("e64s", KIND_ENUM64, 1, 8, kflag=1)
+    types += struct.pack("<III", off["MINUS"], minus & 0xFFFFFFFF, minus >> 32)
+    types += head("pair", 4, 2, 16) + struct.pack("<III", off["u"], 2, 0)
+    types += struct.pack("<III", off["s"], 3, 64)
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    return hdr + types + strings, 1, 4
+
+
+def test_enum64_equals_bpftool(pinned_map_btf):
+    """ENUM64 through the kernel and bpftool (a map made with hand-written BTF)."""
+    fd, path = pinned_map_btf(*enum64_btf())
+    rnd = random.Random(5)
+    picks = [1 << 40, (1 << 64) - 1, (-(1 << 40)) & ((1 << 64) - 1), 5, (1 << 63) + 3]
+    n = 5000
+    keys = b"".join(i.to_bytes(4, "little") for i in range(n))
+    values = b"".join(rnd.choice(picks).to_bytes(8, "little") for _ in range(2 * n))
+    bpf.map_update_batch(fd, keys, values, n)
+    for mode in MODES:
+        ours = bpfsession("map", "dump", "pinned", path, *mode)
+        assert ours.returncode == 0 and ours.stderr == ""
+        same(ours.stdout, bpftool(*mode, "map", "dump", "pinned", path), ("enum64", mode))

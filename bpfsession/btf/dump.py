@@ -152,10 +152,9 @@ class Dumper:
         if t.size not in (1, 2, 4, 8):
             return "(unsupported-kind"
         raw = data[off: off + t.size]
-        if t.kind == KIND_ENUM:
-            value = int.from_bytes(raw, "little", signed=True)
-        else:
-            value = int.from_bytes(raw, "little", signed=t.kflag)
+        # bpftool prints a value without a name with jsonw_int (int64_t): signed, for
+        # ENUM64 whatever its kind_flag says (btf_dumper_enum64).
+        value = int.from_bytes(raw, "little", signed=True)
         mask = (1 << 64) - 1
         for name, val in t.values:
             if (val & mask) == (value & mask):
