@@ -87,3 +87,55 @@ def pinned_map(make_map):
     for p in paths:
         if os.path.exists(p):
             os.unlink(p)
+
+
+@pytest.fixture(scope="session")
+def kinds_obj() -> Path:
+    """tests/bpf/kinds.bpf.c built once: every BTF kind in hash, array and per-CPU maps."""
+    out_dir = tempfile.mkdtemp(prefix="bskinds", dir="/tmp")
+    out = Path(out_dir) / "kinds.bpf.o"
+    run(["clang", *BPF_CFLAGS, "-c", str(ROOT / "tests" / "bpf" / "kinds.bpf.c"), "-o",
+         str(out)])
+    yield out
+    shutil.rmtree(out_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def kinds_maps(kinds_obj) -> dict[str, str]:
+    """kinds.bpf.o loaded and its maps pinned: map name -> pinned path; unpinned at
+    teardown, which frees the program and its maps."""
+    base = f"/sys/fs/bpf/{uniq('bskind')}"
+    os.makedirs(base)
+    try:
+        run(["bpftool", "prog", "loadall", str(kinds_obj), f"{base}/progs", "pinmaps",
+             f"{base}/maps"])
+        yield {n: f"{base}/maps/{n}" for n in os.listdir(f"{base}/maps")}
+    finally:
+        subprocess.run(["rm", "-rf", base])
+
+
+@pytest.fixture
+def pinned_map_btf(pinned_map):
+    """Factory: a hash map (u32 key, 16-byte value, 8192 entries) whose types come from a
+    raw BTF blob (for kinds clang cannot emit); (fd, pinned path)."""
+    from bpfsession.kernel import bpf
+
+    btf_fds: list[int] = []
+
+    def make(blob: bytes, key_type: int, value_type: int) -> tuple[int, str]:
+        btf_fd = bpf.btf_load(blob)
+        btf_fds.append(btf_fd)
+        fd = bpf.map_create("hash", 4, 16, 8192, uniq("bse64"),
+                            btf=(btf_fd, key_type, value_type))
+        path = f"/sys/fs/bpf/{uniq('bspin')}"
+        bpf.obj_pin(fd, path)
+        made.append((fd, path))
+        return fd, path
+
+    made: list[tuple[int, str]] = []
+    yield make
+    for fd, path in made:
+        os.unlink(path)
+        os.close(fd)
+    for fd in btf_fds:
+        os.close(fd)

@@ -296,7 +296,7 @@ def test_big_ish_dump_through_the_fast_path_equals_bpftool(kind, pinned_map):
 
 
 def test_big_btf_counter_map_equals_bpftool(typed_maps):
-    """A BTF u32 -> s64 map past FAST_MIN entries: the batch-at-once scalar path (the
+    """A BTF u32 -> s64 map past FAST_MIN entries: the batch formatter's template path (the
     second batch, 6976 entries, is formatted at once for -j too)."""
     n = 8000
     fd = bpf.obj_get(typed_maps.pins["t_counts"])

@@ -18,7 +18,8 @@ from bpfsession.errors import BpfSessionError
 
 # Verbs whose plain argument forms are parsed without argparse (see fast_parse there).
 _FAST = {"new": "bpfsession.cli.new", "list": "bpfsession.cli.sessions",
-         "show": "bpfsession.cli.sessions", "attach": "bpfsession.cli.sessions"}
+         "show": "bpfsession.cli.sessions", "attach": "bpfsession.cli.sessions",
+         "map": "bpfsession.cli.map"}
 
 # The global options: word -> Namespace attribute. `-jp`-style bundles of the short ones
 # are accepted too, as getopt does for bpftool.

@@ -38,6 +38,7 @@ BPF_MAP_GET_NEXT_ID = 12
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_MAP_GET_FD_BY_ID = 14
 BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_BTF_LOAD = 18
 BPF_BTF_GET_FD_BY_ID = 19
 BPF_MAP_FREEZE = 22
 BPF_MAP_LOOKUP_BATCH = 24
@@ -72,6 +73,16 @@ class _MapCreateAttr(ctypes.Structure):
         ("btf_value_type_id", ctypes.c_uint32),
         ("btf_vmlinux_value_type_id", ctypes.c_uint32),
         ("map_extra", ctypes.c_uint64),
+    ]
+
+
+class _BtfLoadAttr(ctypes.Structure):
+    _fields_ = [
+        ("btf", ctypes.c_uint64),
+        ("btf_log_buf", ctypes.c_uint64),
+        ("btf_size", ctypes.c_uint32),
+        ("btf_log_size", ctypes.c_uint32),
+        ("btf_log_level", ctypes.c_uint32),
     ]
 
 
@@ -212,9 +223,13 @@ def _caddr(data: bytes | bytearray | None) -> tuple[int, object]:
 
 
 def map_create(map_type: int | str, key_size: int, value_size: int, max_entries: int,
-               name: str = "", flags: int = 0, inner_map_fd: int = 0) -> int:
-    """BPF_MAP_CREATE; returns the new map's fd. Used by tests and benchmarks."""
+               name: str = "", flags: int = 0, inner_map_fd: int = 0,
+               btf: tuple[int, int, int] | None = None) -> int:
+    """BPF_MAP_CREATE; returns the new map's fd. Used by tests and benchmarks. `btf`:
+    (BTF fd, key type id, value type id) for a map with types."""
     attr = _MapCreateAttr()
+    if btf is not None:
+        attr.btf_fd, attr.btf_key_type_id, attr.btf_value_type_id = btf
     attr.map_type = MAP_TYPES[map_type] if isinstance(map_type, str) else map_type
     attr.key_size = key_size
     attr.value_size = value_size
@@ -223,6 +238,15 @@ def map_create(map_type: int | str, key_size: int, value_size: int, max_entries:
     attr.inner_map_fd = inner_map_fd
     attr.map_name = name.encode()[:15]
     return _bpf(BPF_MAP_CREATE, attr, name)
+
+
+def btf_load(blob: bytes) -> int:
+    """BPF_BTF_LOAD of a raw BTF blob; returns the BTF fd. Used by tests (types clang
+    cannot emit, such as ENUM64 with clang 14)."""
+    attr = _BtfLoadAttr()
+    attr.btf, _keep = _caddr(blob)
+    attr.btf_size = len(blob)
+    return _bpf(BPF_BTF_LOAD, attr)
 
 
 def map_lookup_elem(fd: int, key: bytes, value: bytearray, flags: int = 0) -> bool:
