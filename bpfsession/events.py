@@ -17,8 +17,9 @@ import errno
 import select
 
 from bpfsession.errors import BpfSessionError, KernelError
+from bpfsession.jsonw import compact
 from bpfsession.kernel import bpf
-from bpfsession.mapfmt import compact, hex_node
+from bpfsession.mapfmt import hex_node
 from bpfsession.maps import OpenMap, possible_cpus
 
 PERF_PAGES = 64  # per CPU (256 KiB with 4 KiB pages); a power of two, as perf requires
@@ -124,7 +125,8 @@ class Formatter:
         self.typed = self.scalars = None
         self.fixed: dict[tuple[int | None, int], FixedLines] = {}
         if type_spec:
-            from bpfsession.btf import Btf, BtfError, Dumper
+            from bpfsession.btf.dump import Dumper
+            from bpfsession.btf.parse import Btf, BtfError
 
             try:
                 btf, tid = Btf.from_layout(type_spec)
@@ -192,16 +194,16 @@ class Formatter:
 def _scalar_template(btf, tid: int) -> tuple[str, bytes] | None:
     """For a layout of plain integers only (the common `u32,u64,...`): the struct format
     that unpacks a record and the %-template of its `formatted` JSON; None otherwise."""
-    from bpfsession.btf import KIND_STRUCT, json_string
-    from bpfsession.mapfmt import _scalar_code
+    from bpfsession.btf.parse import KIND_STRUCT, int_code
+    from bpfsession.jsonw import json_string
 
     t = btf.types[btf.resolve(tid)]
     if t.kind != KIND_STRUCT:
-        code = _scalar_code(btf, tid)
+        code = int_code(btf, tid)
         return None if code is None else ("<" + code, b"%d")
     fmt, fields, at = "<", [], 0
     for m in t.members:
-        code = _scalar_code(btf, m.type)
+        code = int_code(btf, m.type)
         if code is None or m.bitfield_size or m.bit_offset % 8:
             return None
         fmt += "x" * (m.bit_offset // 8 - at) + code

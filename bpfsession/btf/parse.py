@@ -225,3 +225,19 @@ def _parse_types(data: bytes, strings: bytes):
             yield t
     except struct.error as err:
         raise BtfError("truncated BTF type section") from err
+
+
+_INT_CODES = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
+              (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
+
+
+def int_code(btf: Btf, tid: int) -> str | None:
+    """The `struct` format letter of a plain integer type (no bitfield, char or bool),
+    else None."""
+    if btf is None or not tid:
+        return None
+    t = btf.types[btf.resolve(tid)]
+    if t.kind != KIND_INT or t.bit_offset or t.bits != t.size * 8 or t.encoding not in (
+            0, INT_SIGNED):
+        return None
+    return _INT_CODES.get((t.size, t.encoding == INT_SIGNED))

@@ -81,7 +81,7 @@ def fast_parse(verb: str, argv: list[str]):
     from types import SimpleNamespace
 
     args = SimpleNamespace(command="map", map_verb=argv[0], json=False, pretty=False,
-                           args=argv[1:], func=run)
+                           quiet=False, args=argv[1:], func=run)
     if argv[0] == "events":
         args.type = None
     elif argv[0] not in ("show", "pin"):
