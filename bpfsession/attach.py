@@ -23,13 +23,12 @@ import os
 import socket
 import time
 
-from bpfsession import wire
-from bpfsession.discover import Session
+from bpfsession import mapenv, wire
 from bpfsession.errors import BpfSessionError, KernelError
 from bpfsession.fds import FdSet
+from bpfsession.model import Session
 
 CONTROL_TIMEOUT = 5.0  # seconds; the supervisor answers from its select loop at once
-_MAP_VAR_PREFIX = "BPF_MAP"
 
 
 def fetch_maps(session: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
@@ -182,10 +181,8 @@ def _getfd(pfd: int, s: Session, fd: int) -> int:
 
 def _entry_ids(s: Session) -> list[int]:
     """Each map's sender entry id, read back from its BPF_MAP<id> variable in the root."""
-    ids: list[int | None] = []
-    for m in s.maps:
-        numbered = [n[len(_MAP_VAR_PREFIX):] for n in m.env if n.startswith(_MAP_VAR_PREFIX)]
-        ids.append(next((int(n) for n in numbered if n.isdigit()), None))
+    ids = [next((i for i in map(mapenv.entry_id, m.env) if i is not None), None)
+           for m in s.maps]
     used = {i for i in ids if i is not None}
     spare = (i for i in range(1 << 32) if i not in used)
     return [i if i is not None else next(spare) for i in ids]
@@ -218,7 +215,7 @@ def _run(s: Session, obj: str, pairs, command: list[str] | None,
          keep_caps: frozenset[int] | None, no_new_privs: bool) -> int:
     from bpfsession import init, session
 
-    maps = [session.SessionMap(entry, fd, session.FIRST_MAP_FD + i, _info(s, fd))
+    maps = [session.HeldMap(entry, fd, session.FIRST_MAP_FD + i, _info(s, fd))
             for i, (entry, fd) in enumerate(pairs)]
     argv = command or [os.environ.get("SHELL") or "/bin/sh"]
     target, netns_fd = _netns(s)

@@ -15,127 +15,21 @@ tests; `run_dir` defaults to $BPFSESSION_RUN_DIR or /run/bpfsession.
 from __future__ import annotations
 
 import os
-import re
 import time
 
+from bpfsession import mapenv
 from bpfsession.errors import BpfSessionError
 from bpfsession.kernel.types import MAP_TYPE_NAMES, parse_fdinfo, type_name
+from bpfsession.model import Record, Session, SessionMap, SessionProcess
 
-_MARK = b"BPF_NUM_MAPS="
-_MAP_VAR = re.compile(r"BPF_MAP(\d+)$")
+_MARK = mapenv.NUM.encode() + b"="
 NETNS_DIR = "/run/netns"
-
-
-class _Record:
-    """A plain typed record: fields in __slots__ order, positional or by keyword, with
-    equality and a repr. Not a dataclass: importing dataclasses would cost every `list`
-    about 10 ms, a quarter of its budget."""
-
-    __slots__ = ()
-    _defaults: dict[str, object] = {}
-
-    def __init__(self, *args, **kwargs):
-        names = self.__slots__
-        if len(args) > len(names):
-            raise TypeError(f"{type(self).__name__} takes {len(names)} fields")
-        values = dict(zip(names, args, strict=False))
-        for key, value in kwargs.items():
-            if key in values or key not in names:
-                raise TypeError(f"{type(self).__name__}: bad or repeated field {key!r}")
-            values[key] = value
-        for name in names:
-            if name in values:
-                setattr(self, name, values[name])
-            elif name in self._defaults:
-                default = self._defaults[name]
-                setattr(self, name, default() if callable(default) else default)
-            else:
-                raise TypeError(f"{type(self).__name__}: missing field {name!r}")
-
-    def __eq__(self, other) -> bool:
-        return type(other) is type(self) and all(
-            getattr(self, n) == getattr(other, n) for n in self.__slots__)
-
-    __hash__ = None  # mutable, like a dataclass with eq=True
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-class SessionMap(_Record):
-    """One map of a session, as its root process holds it."""
-
-    __slots__ = (
-        "env",  # list[str]: BPF_MAP<id> first, then BPF_MAP_<NAME>; from the root's environ
-        "fd",  # int: the fd number in the session's root process
-        "id",  # int: the kernel map id
-        "name", "type",  # str: the kernel's name; bpftool's type name ("hash", "array"...)
-        "key_size", "value_size", "max_entries", "memlock",  # int
-        "frozen",  # bool
-        "flags",  # int: map_flags
-    )
-    env: list[str]
-    fd: int
-    id: int
-    name: str
-    type: str
-    key_size: int
-    value_size: int
-    max_entries: int
-    memlock: int
-    frozen: bool
-    flags: int
-
-
-class SessionProcess(_Record):
-    """A process of a session: its root, a descendant holding the maps, or an agent."""
-
-    __slots__ = ("pid", "ppid", "comm", "cmdline", "map_fds")
-    pid: int
-    ppid: int
-    comm: str
-    cmdline: list[str]
-    map_fds: dict[int, int]  # fd -> kernel map id
-
-
-class Session(_Record):
-    """A live session. `netns`: a name under /run/netns, a path for an unnamed netns,
-    None for the host's. `registered`: a live registry entry (with a supervisor)
-    describes it; `control` is then its supervisor's socket. `env`: the root's BPF_* and
-    BPFSESSION_* variables."""
-
-    __slots__ = ("id", "name", "pid", "supervisor", "uid", "netns", "netns_path", "obj",
-                 "command", "started", "maps", "processes", "registered", "control",
-                 "allow_uids", "socket", "env")
-    _defaults = {"socket": None, "env": dict}
-    id: str
-    name: str
-    pid: int  # the root process
-    supervisor: int | None
-    uid: int
-    netns: str | None
-    netns_path: str | None
-    obj: str | None
-    command: list[str]
-    started: str | None
-    maps: list[SessionMap]
-    processes: list[SessionProcess]
-    registered: bool
-    control: str | None
-    allow_uids: list[int]
-    socket: str | None
-    env: dict[str, str]
-
-    @property
-    def map_ids(self) -> set[int]:
-        return {m.id for m in self.maps}
 
 
 # ---- /proc, one process at a time ------------------------------------------------------
 
 
-class _Proc(_Record):
+class _Proc(Record):
     __slots__ = ("pid", "ppid", "comm", "starttime", "uid", "cmdline", "env", "map_fds",
                  "fdinfo", "net", "parent")
     _defaults = {"parent": None}
@@ -390,20 +284,8 @@ class _Scan:
         return info.name if info else ""
 
 
-def _env_names(env: dict[str, str]) -> dict[int, list[str]]:
-    """fd -> the BPF_MAP<id> / BPF_MAP_<NAME> variables that point at it."""
-    names: dict[int, list[str]] = {}
-    for key, value in env.items():
-        if not key.startswith("BPF_MAP") or not value.isdigit():
-            continue
-        names.setdefault(int(value), []).append(key)
-    for keys in names.values():
-        keys.sort(key=lambda k: (not _MAP_VAR.match(k), len(k), k))
-    return names
-
-
 def _session_maps(root: _Proc, scan: _Scan, reg: dict | None) -> list[SessionMap]:
-    env_names = _env_names(root.env)
+    env_names = mapenv.names_by_fd(root.env)
     # The registry's record (written from the kernel's answers) saves asking again.
     known = {m.get("id"): m for m in (reg or {}).get("maps", []) if isinstance(m, dict)}
     maps = []
@@ -608,29 +490,11 @@ def _find_quick(spec: str, proc: str = "/proc", run_dir: str | None = None) -> S
     if entries or not spec.startswith("tc-") or not spec[3:].isdigit():
         return None
     root = _read_proc(proc, int(spec[3:]), None)
-    if root is None or root.pid in live or not root.map_fds or "BPF_NUM_MAPS" not in root.env \
+    if root is None or root.pid in live or not root.map_fds or mapenv.NUM not in root.env \
             or "BPFSESSION_ID" in root.env:
         return None
     parent = _read_proc(proc, root.ppid, None)
-    if parent is not None and "BPF_NUM_MAPS" in parent.env \
+    if parent is not None and mapenv.NUM in parent.env \
             and set(parent.map_fds.values()) & set(root.map_fds.values()):
         return None  # not a root: a descendant of another session
     return _build(root, [root], _Scan(proc), None)
-
-
-def session_json(s: Session) -> dict:
-    """CONTRACT's shape (id, name, pid, netns, obj, command, started, maps), plus extras."""
-    return {
-        "id": s.id, "name": s.name, "pid": s.pid, "netns": s.netns, "obj": s.obj,
-        "command": s.command, "started": s.started,
-        "maps": [{"env": m.env[0] if m.env else None, "fd": m.fd, "id": m.id, "name": m.name,
-                  "type": m.type, "key_size": m.key_size, "value_size": m.value_size,
-                  "max_entries": m.max_entries, "env_names": m.env, "memlock": m.memlock,
-                  "frozen": m.frozen, "flags": m.flags} for m in s.maps],
-        "supervisor": s.supervisor, "uid": s.uid, "netns_path": s.netns_path,
-        "registered": s.registered, "control": s.control, "socket": s.socket,
-        "allow_uids": s.allow_uids,
-        "processes": [{"pid": p.pid, "ppid": p.ppid, "comm": p.comm, "cmdline": p.cmdline,
-                       "maps": {str(fd): i for fd, i in sorted(p.map_fds.items())}}
-                      for p in s.processes],
-    }

@@ -25,7 +25,7 @@ import socket
 import sys
 import time
 
-from bpfsession import init, registry, wire
+from bpfsession import init, mapenv, registry, wire
 from bpfsession.errors import BpfSessionError, KernelError, warn
 
 TYPE_CHECKING = False  # typing's constant, without importing typing on the launch path
@@ -36,10 +36,8 @@ if TYPE_CHECKING:
 # Signals that end the wait for maps (socket removed, nothing spawned, exit 128+N).
 WAIT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 # Inherited variables that would describe another session's fds (closed in the command).
-_STALE_ENV_PREFIXES = ("BPF_MAP",)
-_STALE_ENV = ("BPF_NUM_MAPS", "BPF_OBJ", "BPFSESSION_NETNS")
+_STALE_ENV = (mapenv.NUM, "BPF_OBJ", "BPFSESSION_NETNS")
 _SESSION_NAME_FORBIDDEN = set("/ \t\n\r\0")
-_DEFAULT_GRACE = init.DEFAULT_GRACE  # (Config's `init` argument shadows the module)
 
 
 class Config:
@@ -51,9 +49,9 @@ class Config:
 
     def __init__(self, uds: str, command: list[str] | None = None, name: str | None = None,
                  netns: str | None = None, timeout: float | None = None,
-                 allow_uids: tuple[int, ...] = (), exec_: bool = False, init: bool = False,
+                 allow_uids: tuple[int, ...] = (), exec_: bool = False, as_init: bool = False,
                  keep_caps: frozenset[int] | None = None, no_new_privs: bool = False,
-                 grace: float = _DEFAULT_GRACE, run_dir: str | None = None):
+                 grace: float = init.DEFAULT_GRACE, run_dir: str | None = None):
         self.uds = uds
         self.command = command  # None: $SHELL (else /bin/sh), interactive
         self.name = name
@@ -61,7 +59,7 @@ class Config:
         self.timeout = timeout
         self.allow_uids = allow_uids
         self.exec_ = exec_
-        self.init = init
+        self.as_init = as_init  # --init: reap every orphan, end lingering processes
         self.keep_caps = keep_caps
         self.no_new_privs = no_new_privs
         self.grace = grace
@@ -146,8 +144,10 @@ def _report_refused(text: str) -> None:
 
 # -- 2. describe ----------------------------------------------------------------------
 
-class SessionMap:
-    """One received map: the sender's entry, our fd, the command's fd, the kernel's info."""
+class HeldMap:
+    """A map the launcher holds for its command: the sender's entry, our fd, the
+    command's fd, the kernel's info. (Discovery's view of a session's map is
+    model.SessionMap.)"""
 
     __slots__ = ("entry", "fd", "child_fd", "info")
 
@@ -159,7 +159,7 @@ class SessionMap:
 
     @property
     def env(self) -> str:
-        return f"BPF_MAP{self.entry.id}"
+        return mapenv.entry_var(self.entry.id)
 
     def record(self) -> dict:
         """The registry's (and `list -j`'s) shape of a map."""
@@ -179,7 +179,7 @@ class SessionMap:
 FIRST_MAP_FD = 3
 
 
-def describe(handoff: wire.Handoff) -> list[SessionMap]:
+def describe(handoff: wire.Handoff) -> list[HeldMap]:
     from bpfsession.kernel import bpf
 
     maps = []
@@ -189,35 +189,15 @@ def describe(handoff: wire.Handoff) -> list[SessionMap]:
         except KernelError as err:
             raise BpfSessionError(f"cannot read map {entry.id} from the kernel: "
                                   f"{err.strerror}") from None
-        maps.append(SessionMap(entry, fd, FIRST_MAP_FD + i, info))
+        maps.append(HeldMap(entry, fd, FIRST_MAP_FD + i, info))
     return maps
 
 
-def env_key(map_name: str) -> str:
-    """BPF_MAP_<NAME>'s NAME: upper-cased, anything but A-Z 0-9 _ turned into `_`."""
-    return "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
-                   for c in map_name.upper())
-
-
-def map_env(maps: list[SessionMap]) -> dict[str, str]:
-    env = {"BPF_NUM_MAPS": str(len(maps))}
-    for m in maps:
-        env[m.env] = str(m.child_fd)
-    by_key: dict[str, list[SessionMap]] = {}
-    for m in maps:
-        if m.info.name:
-            by_key.setdefault(env_key(m.info.name), []).append(m)
-    for key, same in by_key.items():
-        if len(same) == 1:  # two maps with one name would make BPF_MAP_<NAME> ambiguous
-            env[f"BPF_MAP_{key}"] = str(same[0].child_fd)
-    return env
-
-
-def session_env(base: dict[str, str], maps: list[SessionMap], obj: str, session_id: str,
+def session_env(base: dict[str, str], maps: list[HeldMap], obj: str, session_id: str,
                 name: str, netns_arg: str | None) -> dict[str, str]:
     env = {k: v for k, v in base.items()
-           if k not in _STALE_ENV and not k.startswith(_STALE_ENV_PREFIXES)}
-    env.update(map_env(maps))
+           if k not in _STALE_ENV and not mapenv.is_map_var(k)}
+    env.update(mapenv.build((m.entry.id, m.child_fd, m.info.name) for m in maps))
     env["BPF_OBJ"] = obj
     env["BPFSESSION_ID"] = session_id
     env["BPFSESSION_NAME"] = name
@@ -421,7 +401,7 @@ class ControlServer:
 
     SEND_TIMEOUT = 0.5
 
-    def __init__(self, path: str, allowed: set[int], obj: str, maps: list[SessionMap]):
+    def __init__(self, path: str, allowed: set[int], obj: str, maps: list[HeldMap]):
         self.path = path
         self.allowed = allowed
         entries = [m.wire_entry() for m in maps]
@@ -584,7 +564,7 @@ def _exec(cfg: Config, launch: Launch, entry: dict) -> int:
 
 
 def _supervised(cfg: Config, launch: Launch, entry: dict, obj: str,
-                maps: list[SessionMap]) -> int:
+                maps: list[HeldMap]) -> int:
     # python-prctl's C layer: its `prctl` module builds ~100 capability and securebit
     # wrappers at import (~1.8 ms of every `new`, measured against a bare-Python floor);
     # these three calls need none of them. caps.py uses the full module.
@@ -607,7 +587,7 @@ def _supervised(cfg: Config, launch: Launch, entry: dict, obj: str,
         title = f"bpfsession: {entry['name']}"
         _prctl.prctl(_prctl.PR_SET_NAME, title)
         _prctl.set_proctitle(title)
-        return supervise(child, sigpipe, control, terminal, cfg.init or os.getpid() == 1,
+        return supervise(child, sigpipe, control, terminal, cfg.as_init or os.getpid() == 1,
                          cfg.grace)
     finally:
         if registered:
@@ -629,7 +609,7 @@ def _usable_run_dir(directory: str) -> bool:
 
 
 def _control_server(path: str, allowed: set[int], obj: str,
-                    maps: list[SessionMap]) -> ControlServer | None:
+                    maps: list[HeldMap]) -> ControlServer | None:
     try:
         return ControlServer(path, allowed, obj, maps)
     except BpfSessionError as err:

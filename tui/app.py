@@ -23,8 +23,8 @@ from textual import work
 from textual.app import App, SuspendNotSupported, SystemCommand
 from textual.screen import Screen
 
-from bpfsession.discover import Session, SessionMap
 from bpfsession.errors import BpfSessionError
+from bpfsession.model import Session, SessionMap
 from tui import rows, source
 from tui.messages import ActionDone, ActionFailed
 from tui.screens import MainScreen, MapScreen, PromptScreen

@@ -10,7 +10,7 @@ import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bpfsession.discover import Session, SessionMap, SessionProcess
+from bpfsession.model import Session, SessionMap, SessionProcess
 
 SESSION_COLUMNS = (("name", "NAME"), ("pid", "PID"), ("netns", "NETNS"), ("obj", "OBJ"),
                    ("maps", "MAPS"), ("age", "AGE"), ("command", "COMMAND"))

@@ -159,7 +159,7 @@ def config_from(args, environ=os.environ):
         name=args.name or environ.get("BPFSESSION_NAME") or None,
         netns=args.netns or environ.get("BPFSESSION_NETNS") or None,
         timeout=timeout, allow_uids=tuple(args.allow_uid), exec_=args.exec_,
-        init=args.init, keep_caps=keep_caps, no_new_privs=args.no_new_privs,
+        as_init=args.init, keep_caps=keep_caps, no_new_privs=args.no_new_privs,
         grace=init.DEFAULT_GRACE if grace is None else grace,
     )
 

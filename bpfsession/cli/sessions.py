@@ -90,10 +90,10 @@ def _watch(interval: float, as_json: bool) -> int:
 
 
 def _print_list(sessions, as_json: bool, lines: bool = False) -> None:
-    from bpfsession import discover
+    from bpfsession import model
 
     if as_json:
-        doc = [discover.session_json(s) for s in sessions]
+        doc = [model.session_json(s) for s in sessions]
         import json
 
         print(json.dumps(doc) if lines else json.dumps(doc, indent=2))
@@ -125,13 +125,13 @@ def _table(rows: list[tuple[str, ...]], indent: str = "") -> None:
 
 
 def run_show(args) -> int:
-    from bpfsession import discover
+    from bpfsession import discover, model
 
     s = discover.find(args.session)
     if args.json:
         import json
 
-        print(json.dumps(discover.session_json(s), indent=2))
+        print(json.dumps(model.session_json(s), indent=2))
         return 0
     _print_session(s)
     return 0
