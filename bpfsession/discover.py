@@ -19,8 +19,10 @@ import time
 
 from bpfsession import mapenv
 from bpfsession.errors import BpfSessionError
+from bpfsession.kernel import proc as procfs
 from bpfsession.kernel.types import MAP_TYPE_NAMES, parse_fdinfo, type_name
 from bpfsession.model import Record, Session, SessionMap, SessionProcess
+from bpfsession.printable import decode
 
 _MARK = mapenv.NUM.encode() + b"="
 NETNS_DIR = "/run/netns"
@@ -46,35 +48,6 @@ class _Proc(Record):
     parent: _Proc | None
 
 
-_O_READ = os.O_RDONLY | os.O_CLOEXEC
-_CHUNK = 8192
-
-
-def _read(path: str) -> bytes | None:
-    """A whole /proc file, or None when it is gone or not ours to read.
-
-    os.open/os.read rather than open(): no buffered file object per file, and a small
-    first read (a big one allocates its whole size each time); together a third less
-    time over /proc/*/environ (bench/bench_list.py).
-    """
-    try:
-        fd = os.open(path, _O_READ)
-    except OSError:
-        return None
-    try:
-        data = os.read(fd, _CHUNK)
-        if len(data) == _CHUNK:
-            parts = [data]
-            while more := os.read(fd, 65536):
-                parts.append(more)
-            data = b"".join(parts)
-        return data
-    except OSError:  # ESRCH, EACCES...: the process went, or its memory is not ours
-        return None
-    finally:
-        os.close(fd)
-
-
 def _environ_hits(proc: str) -> dict[int, bytes]:
     """pid -> raw environ, for every process whose environment carries BPF_NUM_MAPS.
 
@@ -84,7 +57,7 @@ def _environ_hits(proc: str) -> dict[int, bytes]:
     -> 14 ms on 2 cores; bench/bench_list.py).
     """
     try:
-        names = [n for n in os.listdir(proc) if n.isdigit()]
+        names = procfs.pids(proc)
     except OSError as err:
         raise BpfSessionError(f"cannot read {proc}: {err.strerror} (is procfs mounted?)") \
             from None
@@ -122,7 +95,7 @@ _SPLIT_AT = 512  # below this, a thread's start costs about what it would save
 def _hits(proc: str, names: list[str]) -> dict[int, bytes]:
     hits = {}
     for name in names:
-        data = _read(f"{proc}/{name}/environ")
+        data = procfs.read(f"{proc}/{name}/environ")
         if data and _MARK in data and (data.startswith(_MARK) or b"\0" + _MARK in data):
             hits[int(name)] = data
     return hits
@@ -133,17 +106,8 @@ def _parse_env(data: bytes) -> dict[str, str]:
     for item in data.split(b"\0"):
         key, sep, value = item.partition(b"=")
         if sep and key.startswith((b"BPF_", b"BPFSESSION_")):
-            env[key.decode(errors="replace")] = value.decode(errors="replace")
+            env[decode(key)] = decode(value)
     return env
-
-
-def _parse_stat(data: bytes) -> tuple[str, int, int]:
-    """(comm, ppid, starttime) from /proc/PID/stat; comm may hold spaces and parens."""
-    head, _, tail = data.rpartition(b")")
-    comm = head.partition(b"(")[2].decode(errors="replace")
-    fields = tail.split()
-    # fields[0] is state (field 3); ppid is field 4, starttime field 22.
-    return comm, int(fields[1]), int(fields[19])
 
 
 def _map_fds(proc: str, pid: int) -> tuple[dict[int, int], dict[int, dict[str, str]]]:
@@ -161,10 +125,10 @@ def _map_fds(proc: str, pid: int) -> tuple[dict[int, int], dict[int, dict[str, s
                 continue
         except OSError:
             continue
-        data = _read(f"{proc}/{pid}/fdinfo/{name}")
+        data = procfs.read(f"{proc}/{pid}/fdinfo/{name}")
         if data is None:
             continue
-        info = parse_fdinfo(data.decode(errors="replace"))
+        info = parse_fdinfo(decode(data))
         if "map_id" in info:
             ids[int(name)] = int(info["map_id"])
             infos[int(name)] = info
@@ -173,24 +137,24 @@ def _map_fds(proc: str, pid: int) -> tuple[dict[int, int], dict[int, dict[str, s
 
 def _read_proc(proc: str, pid: int, environ: bytes | None) -> _Proc | None:
     """Everything we want about one process, or None when it vanished meanwhile."""
-    stat = _read(f"{proc}/{pid}/stat")
-    if stat is None:
+    st = procfs.stat(pid, proc)
+    if st is None:
         return None
     try:
-        comm, ppid, start = _parse_stat(stat)
         uid = os.stat(f"{proc}/{pid}").st_uid
-    except (OSError, ValueError, IndexError):
+    except OSError:
         return None
-    cmdline = _read(f"{proc}/{pid}/cmdline") or b""
+    cmdline = procfs.read(f"{proc}/{pid}/cmdline") or b""
     if environ is None:
-        environ = _read(f"{proc}/{pid}/environ") or b""
+        environ = procfs.read(f"{proc}/{pid}/environ") or b""
     map_fds, infos = _map_fds(proc, pid)
     try:
         net = os.readlink(f"{proc}/{pid}/ns/net")
     except OSError:
         net = None
-    args = [a.decode(errors="replace") for a in cmdline.split(b"\0")[:-1]]
-    return _Proc(pid, ppid, comm, start, uid, args, _parse_env(environ), map_fds, infos, net)
+    args = [decode(a) for a in cmdline.split(b"\0")[:-1]]
+    return _Proc(pid, st.ppid, st.comm, st.starttime, uid, args, _parse_env(environ), map_fds,
+                 infos, net)
 
 
 # ---- grouping ---------------------------------------------------------------------------
@@ -241,9 +205,7 @@ class _Scan:
     def _born(self, ticks: int) -> float | None:
         """Wall-clock start of a process from its starttime (clock ticks since boot)."""
         if self._btime is None:
-            for line in (_read(f"{self.proc}/stat") or b"").splitlines():
-                if line.startswith(b"btime "):
-                    self._btime = int(line.split()[1])
+            self._btime = procfs.boot_time(self.proc)
             if self._btime is None:
                 return None
         return self._btime + ticks / self._clk_tck

@@ -15,6 +15,7 @@ import json
 import os
 
 from bpfsession.errors import BpfSessionError
+from bpfsession.kernel import proc as procfs
 
 DEFAULT_DIR = "/run/bpfsession"
 SUFFIX = ".json"
@@ -34,17 +35,6 @@ def entry_path(directory: str, session_id: str) -> str:
 
 def control_path(directory: str, session_id: str) -> str:
     return os.path.join(directory, session_id + ".ctl")
-
-
-def start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (starttime), or None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # comm (field 2) may hold spaces and parentheses: split after its last ')'.
-    return int(stat[stat.rindex(b")") + 2 :].split()[19])
 
 
 def ensure_dir(directory: str) -> None:
@@ -114,7 +104,7 @@ def alive(entry: dict) -> bool:
     pid = entry.get("supervisor")
     if not isinstance(pid, int) or pid <= 0:
         return False
-    started = start_time(pid)
+    started = procfs.start_time(pid)
     if started is None:
         return False
     expected = entry.get("supervisor_start")

@@ -27,6 +27,7 @@ import time
 
 from bpfsession import init, mapenv, registry, wire
 from bpfsession.errors import BpfSessionError, KernelError, warn
+from bpfsession.kernel import proc as procfs
 
 TYPE_CHECKING = False  # typing's constant, without importing typing on the launch path
 if TYPE_CHECKING:
@@ -533,7 +534,7 @@ def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: i
                     [m.fd for m in maps], target, netns_fd, cfg.keep_caps, cfg.no_new_privs)
     entry = {
         "id": session_id, "name": name, "pid": os.getpid(), "supervisor": os.getpid(),
-        "supervisor_start": registry.start_time(os.getpid()), "uid": os.getuid(),
+        "supervisor_start": procfs.start_time(os.getpid()), "uid": os.getuid(),
         "allow_uids": sorted(set(cfg.allow_uids)),
         "netns": (target.name or target.arg) if target else None,
         "netns_path": target.path if target else None, "socket": os.path.abspath(cfg.uds),

@@ -14,6 +14,7 @@ import pytest
 
 from bpfsession import registry, wire
 from bpfsession.kernel import bpf
+from bpfsession.kernel import proc as procfs
 from tests.helpers import wait_for
 from tests.new_helpers import children_of, finish, gone, send, wait_entry
 
@@ -172,7 +173,7 @@ def test_registry_write_read_prune(tmp_path):
     old = os.umask(0o077)
     try:
         registry.write(d, {"id": "aaaa0001", "name": "me", "supervisor": os.getpid(),
-                           "supervisor_start": registry.start_time(os.getpid()),
+                           "supervisor_start": procfs.start_time(os.getpid()),
                            "started": "2026-01-01T00:00:00+00:00"})
     finally:
         os.umask(old)
