@@ -37,6 +37,9 @@ class FdSet:
     def __iter__(self) -> Iterator[int]:
         return iter(self._fds)
 
+    def __len__(self) -> int:
+        return len(self._fds)
+
     def __enter__(self) -> FdSet:
         return self
 

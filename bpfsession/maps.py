@@ -255,7 +255,9 @@ def _by_session(session: str, name: str) -> OpenMap:
     if len(matches) > 1:
         raise BpfSessionError(f"session {session} has {len(matches)} maps named {name!r}: "
                               f"use id ID ({', '.join(str(m.id) for m in matches)})")
-    return _by_id(matches[0].id, f"session {session} {name}")
+    from bpfsession import attach  # the control socket admits the session's --allow-uids
+
+    return _info(attach.take_map(found, matches[0]), f"session {session} {name}")
 
 
 # --- layouts: what the bytes are ----------------------------------------------------------

@@ -17,15 +17,13 @@ The flow, and who owns what at each step:
 
 from __future__ import annotations
 
-import array
 import errno
 import os
 import signal
-import socket
 import sys
 import time
 
-from bpfsession import init, mapenv, registry, wire
+from bpfsession import control, init, mapenv, registry, wire
 from bpfsession.errors import BpfSessionError, KernelError, warn
 from bpfsession.kernel import proc as procfs
 
@@ -391,82 +389,15 @@ def _read_all(fd: int) -> bytes:
 
 # -- 4. supervise ---------------------------------------------------------------------
 
-class ControlServer:
-    """The session's control socket for `bpfsession attach` (AF_UNIX SOCK_SEQPACKET).
-
-    Mode 0666; access is decided per connection by SO_PEERCRED: root, the session's
-    owner and its --allow-uids get the maps as bpf_scm v1 messages (wire.pack, with the
-    fds as SCM_RIGHTS, the same entry ids as received); anyone else one b"ERR <reason>".
-    Nothing here may block the supervisor: accept is non-blocking, sends time out.
-    """
-
-    SEND_TIMEOUT = 0.5
-
-    def __init__(self, path: str, allowed: set[int], obj: str, maps: list[HeldMap]):
-        self.path = path
-        self.allowed = allowed
-        entries = [m.wire_entry() for m in maps]
-        fds = [m.fd for m in maps]
-        self.messages = [(payload, array.array("i", fds[i * wire.MAX_FDS:(i + 1) * wire.MAX_FDS]))
-                         for i, payload in enumerate(wire.pack(obj, entries))]
-        sock = socket.socket(socket.AF_UNIX,
-                             socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
-        try:
-            if os.path.lexists(path):
-                os.unlink(path)  # ids are random: a leftover of a killed supervisor
-            sock.bind(path)
-            os.chmod(path, 0o666)
-            sock.listen(16)
-            st = os.stat(path)
-        except OSError as err:
-            sock.close()
-            raise BpfSessionError(f"cannot create the control socket {path}: "
-                                  f"{err.strerror}") from None
-        self.sock = sock
-        self._ident = (st.st_dev, st.st_ino)
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def serve(self) -> None:
-        """Answer every pending connection."""
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return  # e.g. ECONNABORTED: the client gave up
-            with conn:
-                self._answer(conn)
-
-    def _answer(self, conn: socket.socket) -> None:
-        conn.settimeout(self.SEND_TIMEOUT)
-        try:
-            pid, uid, _ = wire.peer_cred(conn)
-            if uid not in self.allowed:
-                conn.send(f"ERR uid {uid} may not attach: not root, the session's owner or "
-                          "an --allow-uid".encode())
-                return
-            for payload, fds in self.messages:
-                conn.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-        except OSError:
-            pass  # a slow or vanished client is dropped; the session goes on
-
-    def close(self) -> None:
-        self.sock.close()
-        wire.remove_socket_file(self.path, self._ident)
-
-
-def supervise(child: int, sigpipe: init.SignalPipe, control: ControlServer | None,
+def supervise(child: int, sigpipe: init.SignalPipe, server: control.Server | None,
               terminal: Terminal | None, init_mode: bool, grace: float) -> int:
     """Forward signals, reap, serve attach; the command's exit status (128+N on signal N)."""
     import selectors
 
     sel = selectors.DefaultSelector()
     sel.register(sigpipe.fileno(), selectors.EVENT_READ, None)
-    if control is not None:
-        sel.register(control.fileno(), selectors.EVENT_READ, control)
+    if server is not None:
+        sel.register(server.fileno(), selectors.EVENT_READ, server)
     try:
         status, stopped = init.reap(child)
         while status is None:
@@ -485,6 +416,22 @@ def supervise(child: int, sigpipe: init.SignalPipe, control: ControlServer | Non
     if init_mode:
         init.end_lingering(grace)
     return init.exit_code(status)
+
+
+def run_supervised(launch: Launch, sigpipe: init.SignalPipe, server: control.Server | None,
+                   as_init: bool, grace: float, started=None) -> int:
+    """Spawn the command and supervise it to its end: the one launcher of `new` and
+    `attach`. `sigpipe` exists already (signals are forwarded, not fatal, from then on);
+    `started(pid)` runs once the command has exec'd."""
+    terminal = Terminal.detect()
+    try:
+        child = spawn(launch, terminal)
+        if started is not None:
+            started(child)
+        return supervise(child, sigpipe, server, terminal, as_init, grace)
+    finally:
+        if terminal is not None:
+            terminal.hand_to(os.getpgrp())
 
 
 def _suspend_with(child: int, terminal: Terminal) -> None:
@@ -543,7 +490,7 @@ def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: i
     }
     if cfg.exec_:
         return _exec(cfg, launch, entry)
-    return _supervised(cfg, launch, entry, handoff.obj, maps)
+    return _supervised(cfg, launch, entry, handoff, maps)
 
 
 def _exec(cfg: Config, launch: Launch, entry: dict) -> int:
@@ -564,7 +511,7 @@ def _exec(cfg: Config, launch: Launch, entry: dict) -> int:
     raise AssertionError("unreachable: exec_command returns only by raising")
 
 
-def _supervised(cfg: Config, launch: Launch, entry: dict, obj: str,
+def _supervised(cfg: Config, launch: Launch, entry: dict, handoff: wire.Handoff,
                 maps: list[HeldMap]) -> int:
     # python-prctl's C layer: its `prctl` module builds ~100 capability and securebit
     # wrappers at import (~1.8 ms of every `new`, measured against a bare-Python floor);
@@ -572,31 +519,31 @@ def _supervised(cfg: Config, launch: Launch, entry: dict, obj: str,
     import _prctl
 
     sigpipe = init.SignalPipe()  # from here on, signals are forwarded, not fatal
-    terminal = Terminal.detect()
-    control = None
+    server = None
     registered = False
-    try:
-        usable = _usable_run_dir(cfg.run_dir)
-        if usable:
-            control = _control_server(entry["control"], cfg.senders, obj, maps)
-        if control is None:
-            entry["control"] = None
-        _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
-        child = spawn(launch, terminal)
+
+    def started(child: int) -> None:
+        nonlocal registered
         entry["pid"] = child
         registered = usable and _register(cfg.run_dir, entry)
         title = f"bpfsession: {entry['name']}"
         _prctl.prctl(_prctl.PR_SET_NAME, title)
         _prctl.set_proctitle(title)
-        return supervise(child, sigpipe, control, terminal, cfg.as_init or os.getpid() == 1,
-                         cfg.grace)
+
+    try:
+        usable = _usable_run_dir(cfg.run_dir)
+        if usable:
+            server = _control_server(entry["control"], cfg.senders, handoff, maps)
+        if server is None:
+            entry["control"] = None
+        _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
+        return run_supervised(launch, sigpipe, server, cfg.as_init or os.getpid() == 1,
+                              cfg.grace, started)
     finally:
         if registered:
             registry.remove(cfg.run_dir, entry["id"])
-        if control is not None:
-            control.close()
-        if terminal is not None:
-            terminal.hand_to(os.getpgrp())
+        if server is not None:
+            server.close()
         sigpipe.close()
 
 
@@ -609,10 +556,11 @@ def _usable_run_dir(directory: str) -> bool:
     return True
 
 
-def _control_server(path: str, allowed: set[int], obj: str,
-                    maps: list[HeldMap]) -> ControlServer | None:
+def _control_server(path: str, allowed: set[int], handoff: wire.Handoff,
+                    maps: list[HeldMap]) -> control.Server | None:
     try:
-        return ControlServer(path, allowed, obj, maps)
+        return control.Server(path, allowed, handoff.obj, (handoff.st_dev, handoff.st_ino),
+                              maps)
     except BpfSessionError as err:
         warn(f"{err.hint}; `bpfsession attach` will have to use pidfd_getfd")
         return None
@@ -626,8 +574,6 @@ def _register(directory: str, entry: dict) -> bool:
         warn(f"{err.hint}; the session runs without a registry entry")
         return False
     return True
-
-
 
 
 def _now() -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bpfsession import registry, wire
+from bpfsession import registry
 from bpfsession.kernel import bpf
 from bpfsession.kernel import proc as procfs
 from tests.helpers import wait_for
@@ -81,13 +81,15 @@ def test_init_ends_lingering_descendants_after_the_grace(launch, make_map, uds, 
     assert gone(polite) and gone(stubborn)
 
 
-def _recv_maps(path: str) -> tuple[list[bytes], list[int]]:
+def _request(path: str, request: bytes) -> tuple[list[bytes], list[int]]:
+    """One raw exchange on a control socket: every message until the hang-up, and fds."""
     payloads, fds = [], []
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
         s.connect(path)
         s.settimeout(5)
+        s.send(request)
         while True:
-            data, anc, _, _ = s.recvmsg(wire.MAX_DATAGRAM, socket.CMSG_SPACE(64 * 4))
+            data, anc, _, _ = s.recvmsg(1 << 20, socket.CMSG_SPACE(253 * 4))
             if not data:
                 return payloads, fds
             payloads.append(data)
@@ -97,28 +99,34 @@ def _recv_maps(path: str) -> tuple[list[bytes], list[int]]:
 
 
 def test_control_socket_hands_out_the_maps(launch, make_map, uds, run_dir):
-    maps = [make_map("array", 4, 8, 1) for _ in range(70)]  # two messages
-    ids = list(range(100, 170))
+    maps = [make_map("array", 4, 8, 1) for _ in range(300)]  # two fd messages
+    ids = list(range(100, 400))
     proc = launch("imp", uds, "run", "sleep", "30")
     send(uds, maps, ids=ids, obj="ctlobj")
     entry = wait_entry(run_dir)
     slow = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    slow.connect(entry["control"])  # never reads: must not hold up the next client
-    payloads, fds = _recv_maps(entry["control"])
+    slow.connect(entry["control"])  # never asks: must not hold up the next client
+    payloads, fds = _request(entry["control"], b'{"v": 1, "op": "attach"}')
     try:
-        assert len(payloads) == 2
-        got = []
-        for p in payloads:
-            head, ents = wire.unpack(p)
-            assert (head.total, head.obj) == (70, "ctlobj")
-            got += ents
-        assert [e.id for e in got] == ids
-        assert all((e.type, e.size_key, e.size_value, e.max_elem) == (2, 4, 8, 1) for e in got)
+        assert payloads[1:] == [b"F", b"F"]
+        reply = json.loads(payloads[0])
+        assert (reply["v"], reply["ok"], reply["obj"]) == (1, True, "ctlobj")
+        got = reply["maps"]
+        assert [m["id"] for m in got] == ids
+        assert all((m["type"], m["size_key"], m["size_value"], m["max_elem"]) == (2, 4, 8, 1)
+                   for m in got)
         assert [bpf.map_info(fd).id for fd in fds] == [bpf.map_info(fd).id for fd in maps]
     finally:
         for fd in fds:
             os.close(fd)
         slow.close()
+    for bad, error in ((b'{"v": 2, "op": "attach"}', "request version 2 not understood"),
+                       (b'{"v": 1, "op": "steal"}', "unknown request 'steal'"),
+                       (b"[[[", "not a request")):
+        payloads, fds = _request(entry["control"], bad)
+        assert fds == [] and len(payloads) == 1
+        reply = json.loads(payloads[0])
+        assert reply["ok"] is False and reply["error"].startswith(error), reply
     os.kill(entry["pid"], signal.SIGTERM)
     assert finish(proc)[0] == 143
     assert not os.path.exists(entry["control"])
@@ -135,11 +143,8 @@ def test_control_socket_refuses_other_uids(launch, make_map, uds, run_dir):
         try:
             os.setgid(65534)
             os.setuid(65534)
-            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-                s.connect(entry["control"])
-                s.settimeout(5)
-                data, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(64 * 4))
-                os.write(w, data + f" fds={len(anc)}".encode())
+            payloads, fds = _request(entry["control"], b'{"v": 1, "op": "attach"}')
+            os.write(w, json.dumps([payloads[0].decode(), len(payloads), fds]).encode())
             os._exit(0)
         except BaseException as err:
             os.write(w, repr(err).encode())
@@ -148,8 +153,10 @@ def test_control_socket_refuses_other_uids(launch, make_map, uds, run_dir):
     answer = os.read(r, 4096).decode()
     os.close(r)
     assert os.waitpid(pid, 0)[1] == 0, answer
-    assert answer == ("ERR uid 65534 may not attach: not root, the session's owner or an "
-                      "--allow-uid fds=0")
+    reply, messages, fds = json.loads(answer)
+    assert (messages, fds) == (1, [])
+    assert json.loads(reply) == {"v": 1, "ok": False, "error": "uid 65534 may not attach: "
+                                 "not root, the session's owner or an --allow-uid"}
     os.kill(entry["pid"], signal.SIGTERM)
     assert finish(proc)[0] == 143
 

@@ -169,20 +169,10 @@ def _print_session(s) -> None:
 
 def run_attach(args) -> int:
     from bpfsession import attach
-    from bpfsession.errors import BpfSessionError
+    from bpfsession.cli.command import split_run
 
-    rest = list(args.rest)
-    if rest and rest[0] == "--":
-        rest = rest[1:]
-    command: list[str] | None = None
-    if rest:
-        if rest[0] != "run":
-            raise BpfSessionError(f"unexpected {rest[0]!r} after SESSION: use "
-                                  "`bpfsession attach SESSION [run CMD [ARG...]]`")
-        command = rest[1:]
-        if not command:
-            raise BpfSessionError("`run` needs a command: `bpfsession attach SESSION run "
-                                  "CMD [ARG...]`")
+    command = split_run(args.rest, "after SESSION",
+                        "bpfsession attach SESSION [run CMD [ARG...]]")
     keep_caps = None
     if args.keep_caps is not None:
         from bpfsession import caps
