@@ -361,11 +361,18 @@ def scan(proc: str = "/proc", run_dir: str | None = None) -> list[Session]:
         if pid not in procs and (p := _read_proc(proc, pid, None)) is not None:
             procs[pid] = p
 
+    # Group the candidates into trees. A process belongs under its parent when the parent
+    # is a candidate too and the two hold at least one map in common: a shell's children
+    # inherit its fds, while an unrelated session started from inside one (another `new`
+    # or `tc exec`, holding other maps) is a root of its own. A registered root never
+    # goes under anyone (its supervisor says it is a session).
     for p in procs.values():
         parent = procs.get(p.ppid)
         if parent is not None and p.pid not in live \
                 and set(p.map_fds.values()) & set(parent.map_fds.values()):
             p.parent = parent
+    # Then each process joins the tree of its topmost ancestor; walking in start order
+    # keeps every tree's members (and so `processes`) oldest first, its root leading.
     trees: dict[int, list[_Proc]] = {}
     for p in sorted(procs.values(), key=lambda q: (q.starttime, q.pid)):
         top = p

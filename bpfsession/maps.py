@@ -1,6 +1,6 @@
 """Maps named the way users name them, and what `bpfsession map` does with them.
 
-MAP specs (CONTRACT.md): `BPF_MAP<N>` or `<N>` (an fd from the session's environment),
+MAP specs (docs/maps.md): `BPF_MAP<N>` or `<N>` (an fd from the session's environment),
 `name NAME`, `id ID`, `pinned PATH`, `session SESSION NAME`. Kernel errnos that are
 answers (a missing key) come back as values; the rest become BpfSessionError with a
 hint, here and nowhere else.
@@ -413,7 +413,7 @@ def _explain(err: KernelError, m: OpenMap, op: str, flags: int = 0) -> BpfSessio
 
 # --- walking a whole map ------------------------------------------------------------------
 
-BATCH = 65536  # entries per BPF_MAP_LOOKUP_BATCH call (FACTS.md: 64 Ki)
+BATCH = 65536  # entries per BPF_MAP_LOOKUP_BATCH call (docs/maps.md: 64 Ki)
 BATCH_BYTES = 16 << 20  # cap on one batch's key+value buffers
 # Maps whose empty slots make generic batch lookups stop early; walked one key at a time.
 _WALK_BY_KEY = frozenset({"prog_array", "array_of_maps", "hash_of_maps"})

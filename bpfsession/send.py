@@ -1,7 +1,7 @@
 """`send`: resolve map sources to fds and hand them over in bpf_scm v1 format.
 
 With libbpf-built iproute2, `tc filter add ... exp UDS` sends nothing for modern (BTF-map)
-objects (FACTS.md), so this is the sender for them: it takes maps that are already loaded,
+objects (docs/send.md), so this is the sender for them: it takes maps that are already loaded,
 by map id, pinned path, program id, or the tc filter on a device.
 """
 

@@ -42,8 +42,8 @@ _SESSION_NAME_FORBIDDEN = set("/ \t\n\r\0")
 class Config:
     """Everything `new` was asked to do (flags merged over the environment by the CLI).
 
-    A plain class, not a dataclass: `dataclasses` costs ~7 ms of start-up (it imports
-    inspect), and `new` is on the launch path (docs/performance.md).
+    A plain class, not a dataclass: `dataclasses` (with inspect, ~7 ms,
+    docs/performance.md) stays off the launch path.
     """
 
     def __init__(self, uds: str, command: list[str] | None = None, name: str | None = None,

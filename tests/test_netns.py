@@ -62,7 +62,7 @@ def test_pinned_map_visible_at_the_same_path_inside(launch, make_map, netns, uds
 
 
 def test_ip_netns_exec_hides_what_we_keep(netns, pinned_map):
-    """The trap from FACTS.md, checked: plain `ip netns exec` loses the host's pins."""
+    """The trap docs/new.md describes, checked: plain `ip netns exec` loses the host's pins."""
     res = run(["ip", "netns", "exec", netns, "ls", "/sys/fs/bpf"], check=False)
     assert os.path.basename(pinned_map[0]) not in res.stdout
 
