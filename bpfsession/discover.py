@@ -26,6 +26,7 @@ from bpfsession.printable import decode
 
 _MARK = mapenv.NUM.encode() + b"="
 NETNS_DIR = "/run/netns"
+UNKNOWN_NET = "?"  # ns/net we may not read: neither the host's nor any named one
 
 
 # ---- /proc, one process at a time ------------------------------------------------------
@@ -150,6 +151,8 @@ def _read_proc(proc: str, pid: int, environ: bytes | None) -> _Proc | None:
     map_fds, infos = _map_fds(proc, pid)
     try:
         net = os.readlink(f"{proc}/{pid}/ns/net")
+    except PermissionError:
+        net = UNKNOWN_NET  # another user's process: its netns is not ours to know
     except OSError:
         net = None
     args = [decode(a) for a in cmdline.split(b"\0")[:-1]]
@@ -172,9 +175,12 @@ class _Scan:
         self._map_infos: dict[int, object] = {}
 
     def netns_of(self, net: str | None, pid: int) -> tuple[str | None, str | None]:
-        """(netns, netns_path): a name under /run/netns, else /proc/PID/ns/net; host: None."""
+        """(netns, netns_path): a name under /run/netns, else /proc/PID/ns/net; host: None.
+        UNKNOWN_NET stays unknown: (None, UNKNOWN_NET), never "the host"."""
         if net is None:
             return None, None
+        if net == UNKNOWN_NET:
+            return None, UNKNOWN_NET
         if self._host_net is None:
             for who in ("1", "self"):
                 try:
@@ -270,21 +276,19 @@ def _session_maps(root: _Proc, scan: _Scan, reg: dict | None) -> list[SessionMap
 
 
 def _registry_maps(reg: dict, scan: _Scan) -> list[SessionMap]:
-    """The maps of a registered session whose command closed its map fds: the supervisor
-    still holds them, so the registry's list (fd numbers as the command got them) stands,
-    completed from the kernel where we may ask it."""
+    """The maps of a registered session whose fds we cannot see (its command closed them
+    while the supervisor holds them, or they are another user's): the registry's list,
+    written from the kernel's answers, with what only the kernel knows now (memlock,
+    frozen) asked where we may, else None (unknown)."""
     maps = []
-    for m in reg.get("maps", []):
-        if not isinstance(m, dict) or not isinstance(m.get("id"), int):
-            continue
+    for m in reg["maps"]:
         info = scan.map_info(m["id"])
         maps.append(SessionMap(
-            env=[m["env"]] if m.get("env") else [], fd=int(m.get("fd", -1)), id=m["id"],
-            name=m.get("name") or (info.name if info else ""),
-            type=info.type_name if info else "", key_size=info.key_size if info else 0,
-            value_size=info.value_size if info else 0,
-            max_entries=info.max_entries if info else 0, memlock=0, frozen=False,
-            flags=info.flags if info else 0))
+            env=[m["env"]] if m["env"] else [], fd=m["fd"], id=m["id"],
+            name=m["name"] or (info.name if info else ""), type=m["type"],
+            key_size=m["key_size"], value_size=m["value_size"], max_entries=m["max_entries"],
+            memlock=None, frozen=None,
+            flags=m.get("flags", info.flags if info else None)))
     return maps
 
 
@@ -299,6 +303,8 @@ def _process(p: _Proc) -> SessionProcess:
 def _build(root: _Proc, members: list[_Proc], scan: _Scan, reg: dict | None) -> Session:
     env = root.env
     netns, netns_path = scan.netns_of(root.net, root.pid)
+    if netns_path == UNKNOWN_NET and reg is not None:
+        netns, netns_path = reg.get("netns"), reg.get("netns_path")  # the registry's word
     if reg is not None:
         sid, name = reg["id"], str(reg.get("name") or reg["id"])
         obj = reg.get("obj")
@@ -318,7 +324,8 @@ def _build(root: _Proc, members: list[_Proc], scan: _Scan, reg: dict | None) -> 
         sup = None  # `new --exec`: the command is its own registrant, nobody supervises
     return Session(
         id=sid, name=name, pid=root.pid, supervisor=sup, uid=uid, netns=netns,
-        netns_path=netns_path, obj=obj, command=command,
+        netns_path=None if netns_path == UNKNOWN_NET else netns_path,
+        netns_known=netns_path != UNKNOWN_NET, obj=obj, command=command,
         started=started, maps=_session_maps(root, scan, reg or None),
         processes=[_process(p) for p in members], registered=bool(reg),
         control=reg.get("control"), allow_uids=[int(u) for u in reg.get("allow_uids", [])],

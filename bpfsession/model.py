@@ -53,9 +53,10 @@ class SessionMap(Record):
         "fd",  # int: the fd number in the session's root process
         "id",  # int: the kernel map id
         "name", "type",  # str: the kernel's name; bpftool's type name ("hash", "array"...)
-        "key_size", "value_size", "max_entries", "memlock",  # int
-        "frozen",  # bool
-        "flags",  # int: map_flags
+        "key_size", "value_size", "max_entries",  # int
+        "memlock",  # int; None when unknown (another user's map, seen in the registry only)
+        "frozen",  # bool, or None when unknown
+        "flags",  # int: map_flags, or None when unknown
     )
     env: list[str]
     fd: int
@@ -65,9 +66,9 @@ class SessionMap(Record):
     key_size: int
     value_size: int
     max_entries: int
-    memlock: int
-    frozen: bool
-    flags: int
+    memlock: int | None
+    frozen: bool | None
+    flags: int | None
 
 
 class SessionProcess(Record):
@@ -89,8 +90,8 @@ class Session(Record):
 
     __slots__ = ("id", "name", "pid", "supervisor", "uid", "netns", "netns_path", "obj",
                  "command", "started", "maps", "processes", "registered", "control",
-                 "allow_uids", "socket", "env")
-    _defaults = {"socket": None, "env": dict}
+                 "allow_uids", "socket", "env", "netns_known")
+    _defaults = {"socket": None, "env": dict, "netns_known": True}
     id: str
     name: str
     pid: int  # the root process
@@ -108,6 +109,7 @@ class Session(Record):
     allow_uids: list[int]
     socket: str | None
     env: dict[str, str]
+    netns_known: bool  # False: not root, and no registry entry says (netns is then None)
 
     @property
     def map_ids(self) -> set[int]:
@@ -115,8 +117,11 @@ class Session(Record):
 
 
 def session_json(s: Session) -> dict:
-    """The JSON shape of a session for `list -j` / `show -j` (docs/sessions.md)."""
-    return {
+    """The JSON shape of a session for `list -j` / `show -j` (docs/sessions.md).
+
+    `"netns": null` is the host's; when the netns is not ours to know, `netns_known` is
+    added, false."""
+    doc = {
         "id": s.id, "name": s.name, "pid": s.pid, "netns": s.netns, "obj": s.obj,
         "command": s.command, "started": s.started,
         "maps": [{"env": m.env[0] if m.env else None, "fd": m.fd, "id": m.id, "name": m.name,
@@ -130,3 +135,6 @@ def session_json(s: Session) -> dict:
                        "maps": {str(fd): i for fd, i in sorted(p.map_fds.items())}}
                       for p in s.processes],
     }
+    if not s.netns_known:
+        doc["netns_known"] = False
+    return doc

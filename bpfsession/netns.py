@@ -74,6 +74,33 @@ def open_netns(target: Netns) -> int:
     return fd
 
 
+def check_enter(fd: int, target: Netns) -> None:
+    """Fail now, not after the maps arrived, when we may not enter the namespace.
+
+    The steps of enter() that need privileges (setns, unshare of the mount namespace) are
+    tried in a forked child, so that ours never move. Asking the kernel is the only sure
+    test: capability bits (CapEff) say nothing about a namespace owned by another user
+    namespace.
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            ns.setns(fd, ns.CLONE_NEWNET)
+            ns.unshare(ns.CLONE_NEWNS)
+        except KernelError as err:
+            code = err.errno or 1
+        except BaseException:
+            code = 255
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        reason = os.strerror(code) if 0 < code < 255 else "the trial failed"
+        raise BpfSessionError(f"cannot enter network namespace {target.arg}: {reason} "
+                              "(entering a netns needs CAP_SYS_ADMIN over it: run as root)")
+
+
 def enter(fd: int, target: Netns) -> None:
     """Switch the calling (single-threaded) process into the namespace, as ip netns exec."""
     try:

@@ -26,6 +26,7 @@ import time
 from bpfsession import control, init, mapenv, registry, wire
 from bpfsession.errors import BpfSessionError, KernelError, warn
 from bpfsession.kernel import proc as procfs
+from bpfsession.printable import printable
 
 TYPE_CHECKING = False  # typing's constant, without importing typing on the launch path
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ WAIT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 # Inherited variables that would describe another session's fds (closed in the command).
 _STALE_ENV = (mapenv.NUM, "BPF_OBJ", "BPFSESSION_NETNS")
 _SESSION_NAME_FORBIDDEN = set("/ \t\n\r\0")
+_SESSION_NAME_MAX = registry.MAX_NAME
 
 
 class Config:
@@ -212,7 +214,11 @@ def derive_name(obj: str) -> str:
 
 def check_name(name: str) -> None:
     if not name or _SESSION_NAME_FORBIDDEN & set(name) or not name.isprintable():
-        raise BpfSessionError(f"bad session name {name!r}: use letters, digits, '_', '.', '-'")
+        raise BpfSessionError(f"bad session name {printable(repr(name))}: use letters, "
+                              "digits, '_', '.', '-'")
+    if len(name.encode()) > _SESSION_NAME_MAX:
+        raise BpfSessionError(f"session name too long ({len(name.encode())} bytes, at most "
+                              f"{_SESSION_NAME_MAX})")
 
 
 # -- 3. spawn -------------------------------------------------------------------------
@@ -457,24 +463,49 @@ def run(cfg: Config) -> int:
 
         target = netns.resolve(cfg.netns)
         netns_fd = netns.open_netns(target)
+    claim = None
     try:
+        if target is not None and os.geteuid() != 0:
+            netns.check_enter(netns_fd, target)  # before binding: a hand-off is not lost
         if cfg.name:
             check_name(cfg.name)
-            registry.pick_name(cfg.run_dir, cfg.name, cfg.name)  # fail before waiting
+        registry.check_dir(cfg.run_dir)
+        usable = None  # the registry directory is made once there is something to put in it
+        if cfg.name:
+            usable = _usable_run_dir(cfg.run_dir)
+            claim = _claim(cfg.run_dir, usable, cfg.name, cfg.name)  # fail before waiting
         handoff = receive(cfg)
         try:
-            return _start(cfg, handoff, target, netns_fd)
+            if usable is None:
+                usable = _usable_run_dir(cfg.run_dir)
+            if claim is None:
+                claim = _claim(cfg.run_dir, usable, None, derive_name(handoff.obj))
+            return _start(cfg, handoff, target, netns_fd, claim.name, usable)
         finally:
             handoff.close()
     finally:
+        if claim is not None:
+            claim.release()
         if netns_fd >= 0:
             os.close(netns_fd)
 
 
-def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: int) -> int:
+def _claim(directory: str, usable: bool, requested: str | None,
+           derived: str) -> registry.Claim:
+    """The session's name, claimed in the registry (no registry: just the name)."""
+    if usable:
+        try:
+            return registry.claim(directory, requested, derived, os.getpid())
+        except OSError as err:
+            warn(f"cannot claim a session name in {directory}: {err.strerror}; the name is "
+                 "not reserved")
+    return registry.Claim(directory, requested or derived, None)
+
+
+def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: int,
+           name: str, usable: bool) -> int:
     maps = describe(handoff)
     session_id = registry.new_id()
-    name = registry.pick_name(cfg.run_dir, cfg.name, derive_name(handoff.obj))
     argv = cfg.argv
     launch = Launch(argv, session_env(dict(os.environ), maps, handoff.obj, session_id, name,
                                       target.arg if target else None),
@@ -486,21 +517,24 @@ def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: i
         "netns": (target.name or target.arg) if target else None,
         "netns_path": target.path if target else None, "socket": os.path.abspath(cfg.uds),
         "control": registry.control_path(cfg.run_dir, session_id), "obj": handoff.obj,
+        "obj_dev": handoff.st_dev, "obj_ino": handoff.st_ino,
         "command": argv, "started": _now(), "maps": [m.record() for m in maps],
     }
+    if not usable:
+        entry["control"] = None
     if cfg.exec_:
-        return _exec(cfg, launch, entry)
-    return _supervised(cfg, launch, entry, handoff, maps)
+        return _exec(cfg, launch, entry, usable)
+    return _supervised(cfg, launch, entry, handoff, maps, usable)
 
 
-def _exec(cfg: Config, launch: Launch, entry: dict) -> int:
+def _exec(cfg: Config, launch: Launch, entry: dict, usable: bool) -> int:
     """--exec: become the command (no supervisor, no control socket), like tc exec.
 
     The registry entry stays behind the exec: its `supervisor` is the command itself, and
     registry.prune() removes it once that process is gone.
     """
     entry["control"] = None
-    registered = _register(cfg.run_dir, entry)
+    registered = usable and _register(cfg.run_dir, entry)
     try:
         prepare(launch, None, new_group=False)
         arrange_fds(launch.fds)
@@ -512,7 +546,7 @@ def _exec(cfg: Config, launch: Launch, entry: dict) -> int:
 
 
 def _supervised(cfg: Config, launch: Launch, entry: dict, handoff: wire.Handoff,
-                maps: list[HeldMap]) -> int:
+                maps: list[HeldMap], usable: bool) -> int:
     # python-prctl's C layer: its `prctl` module builds ~100 capability and securebit
     # wrappers at import (~1.8 ms of every `new`, measured against a bare-Python floor);
     # these three calls need none of them. caps.py uses the full module.
@@ -531,7 +565,6 @@ def _supervised(cfg: Config, launch: Launch, entry: dict, handoff: wire.Handoff,
         _prctl.set_proctitle(title)
 
     try:
-        usable = _usable_run_dir(cfg.run_dir)
         if usable:
             server = _control_server(entry["control"], cfg.senders, handoff, maps)
         if server is None:
@@ -568,7 +601,6 @@ def _control_server(path: str, allowed: set[int], handoff: wire.Handoff,
 
 def _register(directory: str, entry: dict) -> bool:
     try:
-        registry.ensure_dir(directory)
         registry.write(directory, entry)
     except BpfSessionError as err:
         warn(f"{err.hint}; the session runs without a registry entry")

@@ -7,12 +7,14 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from bpfsession import registry
+from bpfsession.errors import BpfSessionError
 from bpfsession.kernel import bpf
 from bpfsession.kernel import proc as procfs
 from tests.helpers import wait_for
@@ -175,30 +177,45 @@ def test_killed_supervisor_leaves_a_stale_entry_that_prune_removes(launch, make_
     os.kill(entry["pid"], signal.SIGKILL)
 
 
+def _entry(sid: str, name: str, supervisor: int, start: int | None, second: int) -> dict:
+    return {"id": sid, "name": name, "pid": supervisor, "supervisor": supervisor,
+            "supervisor_start": start, "uid": os.getuid(), "obj": "o", "command": ["sh"],
+            "started": f"2026-01-01T00:00:0{second}+00:00", "maps": []}
+
+
 def test_registry_write_read_prune(tmp_path):
     d = str(tmp_path)
     old = os.umask(0o077)
     try:
-        registry.write(d, {"id": "aaaa0001", "name": "me", "supervisor": os.getpid(),
-                           "supervisor_start": procfs.start_time(os.getpid()),
-                           "started": "2026-01-01T00:00:00+00:00"})
+        registry.write(d, _entry("aaaa0001", "me", os.getpid(),
+                                 procfs.start_time(os.getpid()), 0))
     finally:
         os.umask(old)
     assert os.stat(tmp_path / "aaaa0001.json").st_mode & 0o777 == 0o644
-    registry.write(d, {"id": "bbbb0002", "name": "dead", "supervisor": 2 ** 22 + 1,
-                       "control": registry.control_path(d, "bbbb0002"),
-                       "started": "2026-01-01T00:00:01+00:00"})
+    registry.write(d, {**_entry("bbbb0002", "dead", 2 ** 22 + 1, None, 1),
+                       "control": registry.control_path(d, "bbbb0002")})
     (tmp_path / "bbbb0002.ctl").touch()
-    registry.write(d, {"id": "cccc0003", "name": "reused", "supervisor": os.getpid(),
-                       "supervisor_start": 1, "started": "2026-01-01T00:00:02+00:00"})
+    registry.write(d, _entry("cccc0003", "reused", os.getpid(), 1, 2))
     (tmp_path / "junk.json").write_text("{not json")
     (tmp_path / "half.json.123.tmp").write_text("{}")
     assert [e["id"] for e in registry.read_all(d)] == ["aaaa0001", "bbbb0002", "cccc0003"]
-    assert registry.pick_name(d, None, "me") == "me-2"
-    assert registry.pick_name(d, None, "dead") == "dead"
     assert sorted(registry.prune(d)) == ["bbbb0002", "cccc0003"]
     assert sorted(os.listdir(d)) == ["aaaa0001.json", "half.json.123.tmp", "junk.json"]
     assert json.loads((tmp_path / "aaaa0001.json").read_text())["name"] == "me"
+
+
+def test_name_claims(tmp_path):
+    d = str(tmp_path)
+    me = registry.claim(d, None, "me", os.getpid())
+    assert me.name == "me" and registry.claim(d, None, "me", os.getpid()).name == "me-2"
+    with pytest.raises(BpfSessionError, match="already named 'me'"):
+        registry.claim(d, "me", "me", os.getpid())
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    registry.claim(d, "gone", "gone", dead.pid)  # its claimant exits: the claim is stale
+    assert registry.claim(d, "gone", "gone", os.getpid()).name == "gone"
+    me.release()
+    assert registry.claim(d, "me", "me", os.getpid()).name == "me"
 
 
 def test_control_socket_path_too_long_warns_and_registers(launch, make_map, uds, short_tmp):
