@@ -18,7 +18,7 @@ import os
 import time
 
 from bpfsession import mapenv
-from bpfsession.errors import BpfSessionError
+from bpfsession.errors import BpfSessionError, warn
 from bpfsession.kernel import proc as procfs
 from bpfsession.kernel.types import MAP_TYPE_NAMES, parse_fdinfo, type_name
 from bpfsession.model import Record, Session, SessionMap, SessionProcess
@@ -332,6 +332,19 @@ def _build(root: _Proc, members: list[_Proc], scan: _Scan, reg: dict | None) -> 
         socket=reg.get("socket"), env=dict(env))
 
 
+def _supervises(entry: dict) -> bool:
+    """Whether the entry's root process is its supervisor's child (or, under --exec, the
+    supervisor itself), as the kernel says: an entry cannot adopt another's session."""
+    pid, sup = entry["pid"], entry["supervisor"]
+    st = procfs.stat(pid) if pid != sup else None
+    if pid == sup or (st is not None and st.ppid == sup):
+        return True
+    if st is not None:
+        warn(f"ignoring the registry entry {entry['id']}: its pid {pid} is not a child of its "
+             f"supervisor {sup}")
+    return False  # (the root exited meanwhile: the supervisor is about to clean up)
+
+
 def _live_entries(run_dir: str | None) -> dict[int, dict]:
     """root pid -> registry entry whose supervisor lives; stale entries are pruned.
 
@@ -343,10 +356,10 @@ def _live_entries(run_dir: str | None) -> dict[int, dict]:
 
     live, stale = {}, False
     for entry in registry.read_all(run_dir):
-        if isinstance(entry.get("pid"), int) and registry.alive(entry):
-            live[entry["pid"]] = entry
-        else:
+        if not registry.alive(entry):
             stale = True
+        elif _supervises(entry):
+            live[entry["pid"]] = entry
     if stale:
         try:
             registry.prune(run_dir)

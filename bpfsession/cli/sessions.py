@@ -60,11 +60,15 @@ def run_list(args) -> int:
     if args.watch is None:
         _print_list(discover.scan(), args.json)
         return 0
-    if args.watch <= 0:
+    if not 0 < args.watch <= _MAX_WATCH:  # also nan
         from bpfsession.errors import BpfSessionError
 
-        raise BpfSessionError(f"--watch {args.watch:g}: give a positive number of seconds")
+        raise BpfSessionError(f"--watch {args.watch:g}: give a number of seconds above 0, "
+                              f"at most {_MAX_WATCH}")
     return _watch(args.watch, args.json)
+
+
+_MAX_WATCH = 86400  # seconds; time.sleep overflows long before inf
 
 
 def _watch(interval: float, as_json: bool) -> int:
@@ -100,8 +104,8 @@ def _print_list(sessions, as_json: bool, lines: bool = False) -> None:
         return
     rows = [("ID", "NAME", "PID", "SUPERVISOR", "NETNS", "OBJ", "MAPS", "PROCS", "STARTED")]
     for s in sessions:
-        rows.append((s.id, s.name, str(s.pid), str(s.supervisor or "-"), s.netns or "-",
-                     s.obj or "-", str(len(s.maps)), str(len(s.processes)),
+        rows.append((_p(s.id), _p(s.name), str(s.pid), str(s.supervisor or "-"), _netns(s),
+                     _p(s.obj) or "-", str(len(s.maps)), str(len(s.processes)),
                      _when(s.started)))
     if len(rows) == 1:
         if not lines:
@@ -110,8 +114,26 @@ def _print_list(sessions, as_json: bool, lines: bool = False) -> None:
     _table(rows)
 
 
+def _p(text: str | None) -> str:
+    """An outside string (a sender's obj, a name, a command line) safe for a terminal."""
+    from bpfsession.printable import printable
+
+    return printable(text) if text else ""
+
+
+def _netns(s) -> str:
+    """`-` for the host's, `?` when not ours to know."""
+    if not s.netns_known:
+        return "?"
+    return _p(s.netns) or "-"
+
+
+def _unknown(value) -> str:
+    return "?" if value is None else str(value)
+
+
 def _when(started: str | None) -> str:
-    return started[:19].replace("T", " ") if started else "-"
+    return _p(started[:19].replace("T", " ")) if started else "-"
 
 
 def _table(rows: list[tuple[str, ...]], indent: str = "") -> None:
@@ -140,27 +162,29 @@ def run_show(args) -> int:
 def _print_session(s) -> None:
     import shlex
 
-    print(f"session {s.id}  name {s.name}  obj {s.obj or '-'}")
+    print(f"session {_p(s.id)}  name {_p(s.name)}  obj {_p(s.obj) or '-'}")
     print(f"\tpid {s.pid}  supervisor {s.supervisor or '-'}  uid {s.uid}  "
-          f"netns {s.netns or '-'}  started {_when(s.started)}")
-    print(f"\tcommand {shlex.join(s.command) if s.command else '-'}")
+          f"netns {_netns(s)}  started {_when(s.started)}")
+    print(f"\tcommand {_p(shlex.join(s.command)) if s.command else '-'}")
     if s.registered:
         allowed = ",".join(str(u) for u in s.allow_uids) or "-"
-        print(f"\tsocket {s.socket or '-'}  control {s.control or '-'}  allow_uids {allowed}")
+        print(f"\tsocket {_p(s.socket) or '-'}  control {_p(s.control) or '-'}  "
+              f"allow_uids {allowed}")
     else:
         print("\tno supervisor: attach takes the maps from the root process (pidfd_getfd)")
     print("maps:")
     rows = [("FD", "ID", "NAME", "TYPE", "KEY", "VALUE", "MAX", "MEMLOCK", "FROZEN", "ENV")]
     for m in s.maps:
-        rows.append((str(m.fd), str(m.id), m.name or "-", m.type, str(m.key_size),
-                     str(m.value_size), str(m.max_entries), str(m.memlock),
-                     "yes" if m.frozen else "no", " ".join(m.env) or "-"))
+        frozen = "?" if m.frozen is None else "yes" if m.frozen else "no"
+        rows.append((str(m.fd), str(m.id), _p(m.name) or "-", _p(m.type), str(m.key_size),
+                     str(m.value_size), str(m.max_entries), _unknown(m.memlock), frozen,
+                     _p(" ".join(m.env)) or "-"))
     _table(rows, "\t")
     print("processes:")
     rows = [("PID", "PPID", "COMM", "MAP FDS", "CMDLINE")]
     for p in s.processes:
         fds = ",".join(str(fd) for fd in sorted(p.map_fds)) or "-"
-        rows.append((str(p.pid), str(p.ppid), p.comm, fds, shlex.join(p.cmdline) or "-"))
+        rows.append((str(p.pid), str(p.ppid), _p(p.comm), fds, _p(shlex.join(p.cmdline)) or "-"))
     _table(rows, "\t")
 
 
