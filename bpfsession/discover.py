@@ -355,14 +355,15 @@ def _live_entries(run_dir: str | None) -> dict[int, dict]:
     from bpfsession import registry
 
     live, stale = {}, False
-    for entry in registry.read_all(run_dir):
+    entries = registry.read_all(run_dir)
+    for entry in entries:
         if not registry.alive(entry):
             stale = True
         elif _supervises(entry):
             live[entry["pid"]] = entry
     if stale:
         try:
-            registry.prune(run_dir)
+            registry.prune(run_dir, entries)
         except OSError:
             pass  # not ours to remove (another user's entry): the owner's next scan will
     return live

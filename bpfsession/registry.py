@@ -110,6 +110,9 @@ def _write_new(path: str, data: bytes) -> None:
     try:
         os.fchmod(fd, 0o644)  # whatever the umask
         os.write(fd, data)
+    except OSError:
+        _unlink_quietly(path)  # ENOSPC, EDQUOT...: leave no empty file behind
+        raise
     finally:
         os.close(fd)
 
@@ -279,11 +282,12 @@ def alive(entry: object) -> bool:
     return expected is None or expected == started
 
 
-def prune(directory: str | None = None) -> list[str]:
-    """Remove the entries (and control sockets) of dead supervisors; returns their ids."""
+def prune(directory: str | None = None, entries: list[dict] | None = None) -> list[str]:
+    """Remove the entries (and control sockets) of dead supervisors, of `entries` if
+    given (as read_all returned them), and stale name claims; returns the entries' ids."""
     directory = directory or run_dir()
     gone = []
-    for entry in read_all(directory):
+    for entry in read_all(directory) if entries is None else entries:
         if alive(entry):
             continue
         _unlink(entry_path(directory, entry["id"]))
