@@ -298,3 +298,82 @@ def test_invalid_utf8_from_proc_is_shown_escaped(sessions, two_maps):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
+
+
+# ---- the property: any registry content, any strings: list and show never raise ----------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+CORPUS = ["[/x]", "[bold red]x[/]", "\x1b[2J", "\x1b]0;title\x07", "a\rb\nc", "\x00\x01\x7f",
+          "\u202eevil", "x" * 10_000, "caf\\xe9", "\ud800"[:0] + "ok"]
+hostile = st.one_of(st.sampled_from(CORPUS), st.text(max_size=40))
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**64, 2**64) | st.floats(allow_nan=False) | hostile,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile, inner, max_size=4),
+    max_leaves=12)
+
+
+@pytest.fixture(scope="module")
+def child():
+    """A live child of this process: a plausible session root for forged entries."""
+    p = subprocess.Popen(["sleep", "600"])
+    yield p.pid
+    p.kill()
+    p.wait()
+
+
+def _plausible(child_pid: int, i: int, strings: list[str], extra: dict) -> dict:
+    from bpfsession.kernel import proc as procfs
+
+    s = (strings * 4)[:4] if strings else ["", "", "", ""]
+    entry = {"id": f"{i:08x}", "name": s[0] or "n", "pid": child_pid, "supervisor": os.getpid(),
+             "supervisor_start": procfs.start_time(os.getpid()), "uid": 0, "allow_uids": [],
+             "netns": s[1] or None, "netns_path": None, "socket": s[2], "control": None,
+             "obj": s[3], "command": s, "started": s[1],
+             "maps": [{"env": s[0], "fd": 3, "id": 1, "name": s[2], "type": s[3],
+                       "key_size": 4, "value_size": 8, "max_entries": 1}]}
+    entry.update(extra)
+    return entry
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(docs=st.lists(st.one_of(json_value, st.tuples(st.lists(hostile, max_size=4),
+                                                       st.dictionaries(hostile, json_value,
+                                                                       max_size=3))),
+                     max_size=4))
+def test_any_registry_content_and_strings_never_break_list_or_show(child, docs):
+    import contextlib
+    import io
+    import shutil
+
+    from bpfsession import discover, model
+    from bpfsession.cli import sessions as cli
+
+    d = tempfile.mkdtemp(prefix="bsprop", dir="/tmp")
+    try:
+        for i, doc in enumerate(docs):
+            if isinstance(doc, tuple):  # a plausible entry with hostile strings in it
+                doc = _plausible(child, i, *doc)
+            with open(os.path.join(d, f"{i:08x}.json"), "w") as f:
+                f.write(json.dumps(doc))
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            found = discover.scan(run_dir=d)
+            cli._print_list(found, False)
+            cli._print_list(found, False, lines=True)
+            for s in found:
+                cli._print_session(s)
+        assert not _raw_controls(out.getvalue())
+        assert all(line.startswith("bpfsession: warning: ") or line == "no live sessions"
+                   for line in err.getvalue().split("\n")[:-1]), repr(err.getvalue())
+        text = json.dumps([model.session_json(s) for s in found])
+        assert json.loads(text) == [model.session_json(s) for s in found]
+        mine = [s for s in found if s.registered and s.pid == child]
+        for s in mine:  # the strings went through exactly
+            entry = json.load(open(os.path.join(d, f"{s.id}.json")))
+            assert (s.name, s.obj, s.command) == (entry["name"], entry["obj"],
+                                                  entry["command"])
+    finally:
+        shutil.rmtree(d)
