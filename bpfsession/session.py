@@ -23,13 +23,13 @@ import signal
 import sys
 import time
 
-from bpfsession import control, init, mapenv, registry, wire
+from bpfsession import init, mapenv, registry, wire
 from bpfsession.errors import BpfSessionError, KernelError, warn
 from bpfsession.kernel import proc as procfs
-from bpfsession.printable import printable
 
 TYPE_CHECKING = False  # typing's constant, without importing typing on the launch path
 if TYPE_CHECKING:
+    from bpfsession import control
     from bpfsession.kernel.types import MapInfo
     from bpfsession.netns import Netns
 
@@ -214,6 +214,8 @@ def derive_name(obj: str) -> str:
 
 def check_name(name: str) -> None:
     if not name or _SESSION_NAME_FORBIDDEN & set(name) or not name.isprintable():
+        from bpfsession.printable import printable
+
         raise BpfSessionError(f"bad session name {printable(repr(name))}: use letters, "
                               "digits, '_', '.', '-'")
     if len(name.encode()) > _SESSION_NAME_MAX:
@@ -591,6 +593,8 @@ def _usable_run_dir(directory: str) -> bool:
 
 def _control_server(path: str, allowed: set[int], handoff: wire.Handoff,
                     maps: list[HeldMap]) -> control.Server | None:
+    from bpfsession import control
+
     try:
         return control.Server(path, allowed, handoff.obj, (handoff.st_dev, handoff.st_ino),
                               maps)
