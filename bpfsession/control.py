@@ -137,8 +137,8 @@ class Server:
 
     def _maps_reply(self, maps: list) -> tuple[dict, list[int]]:
         records = [{**m.wire_entry()._asdict(), "name": m.info.name} for m in maps]
-        reply = {"v": VERSION, "ok": True, "obj": self.obj, "obj_dev": self.obj_st[0],
-                 "obj_ino": self.obj_st[1], "maps": records}
+        reply = {"v": VERSION, "ok": True, "obj": self.obj, "obj_st": list(self.obj_st),
+                 "maps": records}
         return reply, [m.fd for m in maps]
 
     def close(self) -> None:

@@ -16,8 +16,10 @@ What a reader may believe (docs/security.md):
 Entry keys: id, name, pid (the session's root process), supervisor, supervisor_start (its
 start time in clock ticks, /proc/PID/stat field 22, to survive pid reuse), uid, allow_uids,
 netns, netns_path, socket, control, obj, command, started, maps (env, fd, id, name, type,
-key_size, value_size, max_entries, and optionally flags, pinning, inner_id, inner_idx);
-optionally obj_dev, obj_ino, wire_layout. Unknown keys are kept and ignored (newer writers).
+key_size, value_size, max_entries, and optionally `sender`: the sender entry's flags,
+pinning, inner_id, inner_idx); optionally obj_st ([st_dev, st_ino] as the sender's header
+said) and wire_layout (the entry size, 20/24/28/36). Unknown keys are kept and ignored
+(newer writers).
 
 Names are claimed with one file per name, `<name>.name`, created with O_EXCL under an
 flock of the directory: it holds the claimant's pid and start time, so a claim left by a
@@ -161,7 +163,7 @@ def _opt_str(v: object) -> bool:
 _MAP_FIELDS = {"env": lambda v: isinstance(v, str), "fd": _is_int, "id": _is_int,
                "name": lambda v: isinstance(v, str), "type": lambda v: isinstance(v, str),
                "key_size": _is_int, "value_size": _is_int, "max_entries": _is_int}
-_MAP_OPTIONAL = ("flags", "pinning", "inner_id", "inner_idx")
+_SENDER_FIELDS = ("flags", "pinning", "inner_id", "inner_idx")
 _FIELDS = {
     "name": lambda v: isinstance(v, str) and 0 < len(v.encode(errors="replace")) <= MAX_NAME,
     "pid": lambda v: _is_int(v, 1), "supervisor": lambda v: _is_int(v, 1),
@@ -173,13 +175,17 @@ _OPTIONAL = {
     "supervisor_start": lambda v: v is None or _is_int(v),
     "allow_uids": lambda v: isinstance(v, list) and all(_is_int(u) for u in v),
     "netns": _opt_str, "netns_path": _opt_str, "socket": _opt_str, "control": _opt_str,
-    "obj_dev": _is_int, "obj_ino": _is_int, "wire_layout": _is_int,
+    "obj_st": lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v),
+    "wire_layout": lambda v: v in (20, 24, 28, 36) and type(v) is int,
 }
 
 
 def _valid_map(m: object) -> bool:
-    return isinstance(m, dict) and all(k in m and ok(m[k]) for k, ok in _MAP_FIELDS.items()) \
-        and all(_is_int(m[k]) for k in _MAP_OPTIONAL if k in m)
+    if not isinstance(m, dict) or not all(k in m and ok(m[k]) for k, ok in _MAP_FIELDS.items()):
+        return False
+    sender = m.get("sender", {})
+    return isinstance(sender, dict) and all(_is_int(sender[k]) for k in _SENDER_FIELDS
+                                            if k in sender)
 
 
 def problem(entry: object, directory: str, file_id: str) -> str | None:

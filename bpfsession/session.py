@@ -519,7 +519,7 @@ def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: i
         "netns": (target.name or target.arg) if target else None,
         "netns_path": target.path if target else None, "socket": os.path.abspath(cfg.uds),
         "control": registry.control_path(cfg.run_dir, session_id), "obj": handoff.obj,
-        "obj_dev": handoff.st_dev, "obj_ino": handoff.st_ino,
+        "obj_st": [handoff.st_dev, handoff.st_ino],
         "command": argv, "started": _now(), "maps": [m.record() for m in maps],
     }
     if not usable:

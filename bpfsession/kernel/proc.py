@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 
-from bpfsession.printable import decode
-
 _O_READ = os.O_RDONLY | os.O_CLOEXEC
 _CHUNK = 8192
 
@@ -43,12 +41,19 @@ def read(path: str) -> bytes | None:
 class Stat:
     """The fields of /proc/PID/stat we use (proc(5))."""
 
-    __slots__ = ("comm", "ppid", "starttime")
+    __slots__ = ("raw_comm", "ppid", "starttime")
 
-    def __init__(self, comm: str, ppid: int, starttime: int):
-        self.comm = comm
+    def __init__(self, raw_comm: bytes, ppid: int, starttime: int):
+        self.raw_comm = raw_comm  # field 2, as the kernel has it
         self.ppid = ppid  # field 4
         self.starttime = starttime  # field 22: clock ticks after boot
+
+    @property
+    def comm(self) -> str:
+        # printable (and its regex) only for readers that show names: not `new`'s start-up
+        from bpfsession.printable import decode
+
+        return decode(self.raw_comm)
 
 
 def parse_stat(data: bytes) -> Stat:
@@ -61,7 +66,7 @@ def parse_stat(data: bytes) -> Stat:
     if not paren or len(fields) < 20:
         raise ValueError("not a /proc/PID/stat line")
     # fields[0] is state (field 3); ppid is field 4, starttime field 22.
-    return Stat(decode(head.partition(b"(")[2]), int(fields[1]), int(fields[19]))
+    return Stat(head.partition(b"(")[2], int(fields[1]), int(fields[19]))
 
 
 def stat(pid: int | str, proc: str = "/proc") -> Stat | None:
