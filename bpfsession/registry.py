@@ -94,6 +94,7 @@ def check_dir(directory: str) -> None:
 
 
 def ensure_dir(directory: str) -> None:
+    """The directory exists, is safe and is ours to write (else BpfSessionError)."""
     try:
         os.makedirs(directory, mode=0o755, exist_ok=True)
     except OSError as err:
@@ -101,6 +102,9 @@ def ensure_dir(directory: str) -> None:
                               f"{err.strerror} (set BPFSESSION_RUN_DIR to a writable "
                               "directory)") from None
     check_dir(directory)
+    if not os.access(directory, os.W_OK | os.X_OK):  # e.g. root's /run/bpfsession, for a user
+        raise BpfSessionError(f"cannot write to the session registry {directory} (set "
+                              "BPFSESSION_RUN_DIR to a directory of your own)")
 
 
 # ---- writing ---------------------------------------------------------------------------

@@ -261,7 +261,12 @@ def test_find_rules():
 def test_quick_find_agrees_with_the_scan(sessions, two_maps):
     new = sessions.new(two_maps, name=uniq("q"), cmd=("sh", "-c", "sleep 300 & wait"))
     tc = sessions.tc(two_maps, cmd=("sh", "-c", "sleep 300 & wait"))
-    full = discover.scan(run_dir=sessions.run_dir)
+
+    def both():  # tc exec holds the maps before it execs; BPF_NUM_MAPS comes with the exec
+        found = discover.scan(run_dir=sessions.run_dir)
+        return found if {new.id, tc.id} <= {x.id for x in found} else None
+
+    full = wait_for(both, what="both sessions in a scan")
     env = {"BPFSESSION_RUN_DIR": sessions.run_dir}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

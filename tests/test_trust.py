@@ -377,3 +377,18 @@ def test_any_registry_content_and_strings_never_break_list_or_show(child, docs):
                                                   entry["command"])
     finally:
         shutil.rmtree(d)
+
+
+def test_unprivileged_new_with_roots_registry_warns_once_and_runs(sessions, make_map):
+    from tests.new_helpers import send
+
+    uds = str(sessions.tmp / uniq("u"))
+    proc = subprocess.Popen([*as_user(NOBODY), *BPFSESSION, "new", "imp", uds, "run", "sh",
+                             "-c", "echo maps=$BPF_NUM_MAPS"], env=sessions.env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    send(uds, [make_map()])
+    out, err = proc.communicate(timeout=20)
+    assert (proc.returncode, out) == (0, "maps=1\n"), err
+    assert err == (f"bpfsession: warning: cannot write to the session registry "
+                   f"{sessions.run_dir} (set BPFSESSION_RUN_DIR to a directory of your own); "
+                   "the session runs without a registry entry or control socket\n")
