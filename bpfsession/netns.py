@@ -55,7 +55,7 @@ def resolve(arg: str) -> Netns:
         there = f"there are: {', '.join(names)}" if names else "there are none"
         raise BpfSessionError(f"network namespace '{arg}' not found in {NETNS_RUN_DIR} "
                               f"({there}); create it with `ip netns add {arg}` or give a path")
-    if not os.path.exists(arg):
+    if not os.path.lexists(arg):  # (not exists(): /proc/PID/ns/* may be there yet denied)
         raise BpfSessionError(f"network namespace file {arg} does not exist")
     return Netns(arg, arg, None)
 

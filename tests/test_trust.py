@@ -392,3 +392,13 @@ def test_unprivileged_new_with_roots_registry_warns_once_and_runs(sessions, make
     assert err == (f"bpfsession: warning: cannot write to the session registry "
                    f"{sessions.run_dir} (set BPFSESSION_RUN_DIR to a directory of your own); "
                    "the session runs without a registry entry or control socket\n")
+
+
+def test_netns_that_is_not_one_is_one_line(sessions):
+    uds = str(sessions.tmp / uniq("u"))
+    for target, said in (("/proc/self/ns/mnt", "/proc/self/ns/mnt is not a network namespace "
+                                                "file"),
+                         (str(sessions.tmp / "none"), "does not exist")):
+        res = sessions.cli("new", "--netns", target, "imp", uds, "run", "true")
+        assert res.returncode == 1 and said in res.stderr and res.stderr.count("\n") == 1
+        assert not os.path.exists(uds)
