@@ -186,8 +186,9 @@ def request(path: str, owners: set[int], req: dict, what: str) -> Reply:
             raise ControlError(f"{what}'s supervisor did not accept within "
                                f"{CLIENT_TIMEOUT:g} s; try again") from None
         except PermissionError:
-            raise ControlError(f"permission denied on {what}'s control socket {path}") \
-                from None
+            owner = " or ".join(f"uid {u}" for u in sorted(owners) if u) or "root"
+            raise ControlError(f"permission denied on {what}'s control socket {path}: run "
+                               f"as root or {owner}") from None
         except OSError as err:
             raise ControlError(f"cannot reach {what}'s supervisor at {path}: "
                                f"{err.strerror}") from None

@@ -18,7 +18,7 @@ import os
 import time
 
 from bpfsession import mapenv
-from bpfsession.errors import BpfSessionError, warn
+from bpfsession.errors import BpfSessionError
 from bpfsession.kernel import proc as procfs
 from bpfsession.kernel.types import MAP_TYPE_NAMES, parse_fdinfo, type_name
 from bpfsession.model import Record, Session, SessionMap, SessionProcess
@@ -340,8 +340,10 @@ def _supervises(entry: dict) -> bool:
     if pid == sup or (st is not None and st.ppid == sup):
         return True
     if st is not None:
-        warn(f"ignoring the registry entry {entry['id']}: its pid {pid} is not a child of its "
-             f"supervisor {sup}")
+        from bpfsession import registry
+
+        registry.warn_once(f"ignoring the registry entry {entry['id']}: its pid {pid} is not "
+                           f"a child of its supervisor {sup}")
     return False  # (the root exited meanwhile: the supervisor is about to clean up)
 
 

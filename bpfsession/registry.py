@@ -45,6 +45,16 @@ _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
+_warned: set[str] = set()  # one warning per problem per process (`list --watch`, the TUI)
+
+
+def warn_once(text: str) -> None:
+    """warn(), once per text in this process: a watch loop or the TUI repeats its scans."""
+    if text not in _warned:
+        _warned.add(text)
+        warn(text)
+
+
 def run_dir() -> str:
     return os.environ.get("BPFSESSION_RUN_DIR") or DEFAULT_DIR
 
@@ -215,7 +225,7 @@ def read_all(directory: str | None = None) -> list[dict]:
     directory = directory or run_dir()
     reason = unsafe(directory)
     if reason:
-        warn(f"{reason}; ignoring it")
+        warn_once(f"{reason}; ignoring it")
         return []
     try:
         names = os.listdir(directory)
@@ -260,7 +270,7 @@ def _read_entry(directory: str, file_id: str) -> dict | None:
     if not alive(entry) and os.getuid() in (0, st.st_uid):
         _unlink_quietly(path)
         why += "; it was stale and is removed"
-    warn(f"skipping the registry entry {path}: {why}")
+    warn_once(f"skipping the registry entry {path}: {why}")
     return None
 
 

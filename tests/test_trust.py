@@ -402,3 +402,40 @@ def test_netns_that_is_not_one_is_one_line(sessions):
         res = sessions.cli("new", "--netns", target, "imp", uds, "run", "true")
         assert res.returncode == 1 and said in res.stderr and res.stderr.count("\n") == 1
         assert not os.path.exists(uds)
+
+
+def test_control_client_trusts_only_root_or_the_owner(sessions):
+    """A control socket served by another uid gets no request answered by us."""
+    from bpfsession import control
+
+    path = str(sessions.tmp / uniq("ctl"))
+    server = subprocess.Popen([*as_user(NOBODY), sys.executable, "-c",
+                               "import socket,sys,time;s=socket.socket(socket.AF_UNIX,"
+                               "socket.SOCK_SEQPACKET);s.bind(sys.argv[1]);s.listen();"
+                               "print('up',flush=True);c,_=s.accept();time.sleep(30)", path],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline() == "up\n"
+        with pytest.raises(control.ControlError) as exc:
+            control.request(path, {0}, {"op": "attach"}, "session s")
+        assert exc.value.hint == (f"{path} is served by pid {server.pid} of uid {NOBODY}, not "
+                                  "by uid 0 (session s's owner or root): not trusting it")
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_watch_warns_once_per_problem(sessions, two_maps):
+    s = sessions.new(two_maps, name=uniq("w"))
+    path = os.path.join(sessions.run_dir, "abcdef02.json")
+    _write(path, {**s.entry, "id": "abcdef02", "uid": "abc"})
+    watch = subprocess.Popen([*BPFSESSION, "list", "-j", "--watch", "0.05"], env=sessions.env,
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(5):
+            assert isinstance(json.loads(watch.stdout.readline()), list)
+    finally:
+        watch.terminate()
+        _, err = watch.communicate(timeout=10)
+        os.unlink(path)
+    assert err.count("skipping the registry entry") == 1, err
