@@ -26,6 +26,7 @@ from __future__ import annotations
 import array
 import json
 import os
+import select
 import socket
 import time
 
@@ -37,7 +38,8 @@ VERSION = 1
 MAX_REQUEST = 4096  # bytes; a request is a few words of JSON
 MAX_REPLY = 1 << 20  # a reply lists up to 65,535 maps (bpf_scm's u16 count)
 FDS_PER_MESSAGE = 250  # the kernel takes at most SCM_MAX_FD (253) fds per message
-SEND_TIMEOUT = 0.5  # seconds the supervisor gives one client: it must not stall
+SEND_TIMEOUT = 0.5  # seconds the supervisor gives one reply: it must not stall
+MAX_PENDING = 64  # clients connected that have not asked yet
 CLIENT_TIMEOUT = 5.0  # seconds a client waits: the supervisor answers from its select loop
 _FD_SIZE = array.array("i").itemsize
 
@@ -74,34 +76,52 @@ class Server:
                                   f"{err.strerror}") from None
         self.sock = sock
         self._ident = (st.st_dev, st.st_ino)
+        self._pending: dict[int, socket.socket] = {}  # fd -> connected, not yet asked
+        self._poll = select.epoll(flags=select.EPOLL_CLOEXEC)
+        self._poll.register(sock.fileno(), select.EPOLLIN)
 
     def fileno(self) -> int:
-        return self.sock.fileno()
+        """An epoll fd, readable when a client connects or a connected one has asked."""
+        return self._poll.fileno()
 
     def serve(self) -> None:
-        """Answer every pending connection (called when the socket is readable)."""
+        """Accept new clients and answer those whose request is in; never waits for one
+        that has not asked yet (it stays pending, at most MAX_PENDING of them)."""
+        ready = [fd for fd, _ in self._poll.poll(0)]
+        for fd in ready:  # answers first: a new client may reuse a closed one's fd number
+            if fd in self._pending:
+                self._answer(self._drop(fd))
+        if self.sock.fileno() in ready:
+            self._accept()
+
+    def _accept(self) -> None:
         while True:
             try:
                 conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
             except OSError:
-                return  # e.g. ECONNABORTED: the client gave up
-            with conn:
-                self._answer(conn)
+                return  # EAGAIN: no more; ECONNABORTED: the client gave up
+            if len(self._pending) >= MAX_PENDING:  # the oldest idle client makes room
+                self._drop(next(iter(self._pending))).close()
+            self._pending[conn.fileno()] = conn
+            self._poll.register(conn.fileno(), select.EPOLLIN)
+
+    def _drop(self, fd: int) -> socket.socket:
+        self._poll.unregister(fd)
+        return self._pending.pop(fd)
 
     def _answer(self, conn: socket.socket) -> None:
-        conn.settimeout(SEND_TIMEOUT)
-        try:
-            data = conn.recv(MAX_REQUEST + 1)
-            _, uid, _ = wire.peer_cred(conn)
-            reply, fds = self._dispatch(uid, data)
-            conn.send(json.dumps(reply).encode())
-            for i in range(0, len(fds), FDS_PER_MESSAGE):
-                chunk = array.array("i", fds[i:i + FDS_PER_MESSAGE])
-                conn.sendmsg([b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, chunk)])
-        except OSError:
-            pass  # a slow or vanished client is dropped; the session goes on
+        with conn:
+            conn.settimeout(SEND_TIMEOUT)
+            try:
+                data = conn.recv(MAX_REQUEST + 1)
+                _, uid, _ = wire.peer_cred(conn)
+                reply, fds = self._dispatch(uid, data)
+                conn.send(json.dumps(reply).encode())
+                for i in range(0, len(fds), FDS_PER_MESSAGE):
+                    chunk = array.array("i", fds[i:i + FDS_PER_MESSAGE])
+                    conn.sendmsg([b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, chunk)])
+            except OSError:
+                pass  # a slow or vanished client is dropped; the session goes on
 
     OPS = ("attach", "map")
 
@@ -142,6 +162,9 @@ class Server:
         return reply, [m.fd for m in maps]
 
     def close(self) -> None:
+        for fd in list(self._pending):
+            self._drop(fd).close()
+        self._poll.close()
         self.sock.close()
         wire.remove_socket_file(self.path, self._ident)
 
