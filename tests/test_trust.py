@@ -439,3 +439,26 @@ def test_watch_warns_once_per_problem(sessions, two_maps):
         _, err = watch.communicate(timeout=10)
         os.unlink(path)
     assert err.count("skipping the registry entry") == 1, err
+
+
+def test_silent_clients_stall_nothing_and_stay_bounded(sessions, two_maps):
+    import socket
+
+    from bpfsession import control
+
+    s = sessions.new(two_maps, name=uniq("quiet"))
+    silent = []
+    try:
+        for _ in range(100):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            c.connect(s.entry["control"])
+            silent.append(c)
+        reply = control.request(s.entry["control"], {0}, {"op": "attach"}, "session q")
+        for fd in reply.fds:
+            os.close(fd)
+        assert [e.id for e in reply.entries] == [0, 1]
+        held = len(os.listdir(f"/proc/{s.supervisor}/fd"))
+        assert held < 64 + 20, held  # the pending clients are bounded
+    finally:
+        for c in silent:
+            c.close()
