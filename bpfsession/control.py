@@ -100,6 +100,16 @@ class Server:
                 conn, _ = self.sock.accept()
             except OSError:
                 return  # EAGAIN: no more; ECONNABORTED: the client gave up
+            try:  # a client asks right after connect(): its request is often in already
+                data = conn.recv(MAX_REQUEST + 1, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                data = None
+            except OSError:
+                conn.close()
+                continue
+            if data is not None:
+                self._answer(conn, data)
+                continue
             if len(self._pending) >= MAX_PENDING:  # the oldest idle client makes room
                 self._drop(next(iter(self._pending))).close()
             self._pending[conn.fileno()] = conn
@@ -109,11 +119,12 @@ class Server:
         self._poll.unregister(fd)
         return self._pending.pop(fd)
 
-    def _answer(self, conn: socket.socket) -> None:
+    def _answer(self, conn: socket.socket, data: bytes | None = None) -> None:
         with conn:
             conn.settimeout(SEND_TIMEOUT)
             try:
-                data = conn.recv(MAX_REQUEST + 1)
+                if data is None:
+                    data = conn.recv(MAX_REQUEST + 1)
                 _, uid, _ = wire.peer_cred(conn)
                 reply, fds = self._dispatch(uid, data)
                 conn.send(json.dumps(reply).encode())
