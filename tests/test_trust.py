@@ -462,3 +462,15 @@ def test_silent_clients_stall_nothing_and_stay_bounded(sessions, two_maps):
     finally:
         for c in silent:
             c.close()
+
+
+def test_error_lines_escape_the_names_they_quote(capsys):
+    """Hints quote names from outside (a tc session's name is its BPFSESSION_NAME: anyone's);
+    the one line on stderr is escaped, the -j document keeps the text exact."""
+    from bpfsession.cli import report_error
+    from bpfsession.errors import BpfSessionError
+
+    report_error(BpfSessionError("session ev\x1b[2Jil ended meanwhile"), as_json=True)
+    out, err = capsys.readouterr()
+    assert err == "bpfsession: session ev\\x1b[2Jil ended meanwhile\n"
+    assert json.loads(out) == {"error": "session ev\x1b[2Jil ended meanwhile"}
