@@ -474,3 +474,12 @@ def test_error_lines_escape_the_names_they_quote(capsys):
     out, err = capsys.readouterr()
     assert err == "bpfsession: session ev\\x1b[2Jil ended meanwhile\n"
     assert json.loads(out) == {"error": "session ev\x1b[2Jil ended meanwhile"}
+
+
+@pytest.mark.parametrize("name", ["x" * 10_000, "a\x1b[2Jb", "[/x]\r\n"])
+def test_hostile_session_names_are_refused_in_one_line(sessions, name):
+    uds = str(sessions.tmp / uniq("u"))
+    res = sessions.cli("new", "--name", name, "imp", uds, "run", "true")
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert not _raw_controls(res.stderr) and not os.path.exists(uds)
+    assert os.listdir(sessions.run_dir) == []
