@@ -8,7 +8,7 @@ Sessions (2 maps each): a `bpfsession new` session on the host, one in a netns, 
     same, plain install        through a plain .pth path (no editable-install finder)
   attach --netns session       bpfsession attach NEW-IN-NETNS run true (enters the netns)
   attach tc (pidfd_getfd)      bpfsession attach tc-PID run true
-  python floor                 the venv's interpreter: connect to NEW's control socket,
+  python floor                 the venv's interpreter: connect to NEW's control socket, ask,
                                recvmsg the maps, posix_spawn `true` with them, wait
     floor, plain install       the same from the plain-install interpreter
   core floor (bind+recvmsg)    bench_new.py's floor: bind, receive the maps, exit
@@ -50,7 +50,8 @@ from bench.common import (  # noqa: E402
 
 CORE_FLOOR = "core floor (bind+recvmsg)"
 FLOOR = ("import os,socket,sys;s=socket.socket(socket.AF_UNIX,socket.SOCK_SEQPACKET);"
-         "s.connect(sys.argv[1]);s.recvmsg(4096,socket.CMSG_SPACE(64*4));"
+         "s.connect(sys.argv[1]);s.send(b'{\"v\": 1, \"op\": \"attach\"}');"
+         "s.recvmsg(4096);s.recvmsg(1,socket.CMSG_SPACE(64*4));"
          "os.waitpid(os.posix_spawnp('true',['true'],os.environ),0)")
 
 

@@ -110,11 +110,11 @@ def main() -> int:
                 return time.perf_counter() - start
 
             def discovery() -> float:
-                from bpfsession import discover
+                from bpfsession import discover, model
 
                 os.environ["BPFSESSION_RUN_DIR"] = env["BPFSESSION_RUN_DIR"]
                 start = time.perf_counter()
-                discover.session_json(discover.find(tag))
+                model.session_json(discover.find(tag))
                 return time.perf_counter() - start
 
             variants = {

@@ -1,17 +1,17 @@
 """`bpfsession attach`: take a live session's maps and run a command with them.
 
 The fds come from the session itself, two ways:
-- its supervisor's control socket (AF_UNIX SOCK_SEQPACKET, path in the registry entry).
-  The supervisor checks our SO_PEERCRED (root, the session's owner, its --allow-uids)
-  and answers with bpf_scm v1 messages carrying the fds, or one b"ERR <reason>"; we check
-  its SO_PEERCRED in turn (root or the session's owner), so a socket planted at that
-  path cannot feed us other maps.
+- its supervisor's control socket (control.py: an "attach" request; path in the registry
+  entry). The supervisor checks our SO_PEERCRED (root, the session's owner, its
+  --allow-uids) and answers with the maps' wire entries and their fds, or a refusal; we
+  check its SO_PEERCRED in turn (root or the session's owner), so a socket planted at
+  that path cannot feed us other maps.
 - without a supervisor (`tc exec` sessions, `new --exec`, a supervisor killed with
   SIGKILL): pidfd_getfd(2) on the session's root process, one map fd at a time. The
   kernel allows that only with ptrace rights over the root (PTRACE_MODE_ATTACH_REALCREDS:
   root, or the same uid under Yama ptrace_scope 0).
 
-The command then runs the way `bpfsession new` runs one (session.spawn and supervise):
+The command then runs the way `bpfsession new` runs one (session.run_supervised):
 same environment contract, the session's netns entered as `ip netns exec` does, maps at
 fds 3.., exit status the command's (128+N on signal N).
 """
@@ -20,16 +20,11 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
-import time
 
-from bpfsession import wire
-from bpfsession.discover import Session
+from bpfsession import mapenv, wire
 from bpfsession.errors import BpfSessionError, KernelError
 from bpfsession.fds import FdSet
-
-CONTROL_TIMEOUT = 5.0  # seconds; the supervisor answers from its select loop at once
-_MAP_VAR_PREFIX = "BPF_MAP"
+from bpfsession.model import Session
 
 
 def fetch_maps(session: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
@@ -48,94 +43,50 @@ def fetch_maps(session: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
 # ---- the control socket ------------------------------------------------------------------
 
 
+def _owners(s: Session) -> set[int]:
+    """Whom a session's control socket may be served by: root and the session's owner
+    (registry.read_all trusts an entry only when its file belongs to root or that uid)."""
+    return {0, s.uid}
+
+
 def _from_control(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]] | None:
     """None when nobody serves the socket any more (then the root process is asked)."""
+    from bpfsession import control
+
     assert s.control is not None
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
-        sock.settimeout(CONTROL_TIMEOUT)
+    try:
+        reply = control.request(s.control, _owners(s), {"op": "attach"}, f"session {s.name}")
+    except control.Unreachable:
+        return None  # the supervisor died: its shell may still hold the maps
+    return reply.obj, list(zip(reply.entries, reply.fds, strict=True))
+
+
+def take_map(s: Session, m) -> int:
+    """An fd of one map of the session (a model.SessionMap), the way attach takes them:
+    the control socket (the session's --allow-uids may ask), else pidfd_getfd."""
+    if s.control and s.supervisor:
+        from bpfsession import control
+
         try:
-            _connect(sock, s.control)
-        except (FileNotFoundError, ConnectionRefusedError):
-            return None  # the supervisor died: its shell may still hold the maps
-        except TimeoutError:
-            raise BpfSessionError(f"session {s.name}'s supervisor did not accept within "
-                                  f"{CONTROL_TIMEOUT:g} s; try again") from None
-        except PermissionError:
-            raise BpfSessionError(f"permission denied on session {s.name}'s control socket "
-                                  f"{s.control}: run as root or as uid {s.uid}") from None
-        except OSError as err:
-            raise BpfSessionError(f"cannot reach session {s.name}'s supervisor at "
-                                  f"{s.control}: {err.strerror}") from None
-        pid, uid, _ = wire.peer_cred(sock)
-        if uid not in (0, s.uid):
-            raise BpfSessionError(f"{s.control} is served by pid {pid} of uid {uid}, neither "
-                                  f"root nor session {s.name}'s owner (uid {s.uid}): "
-                                  "not trusting it")
-        try:
-            return _receive_control(sock, s)
-        except TimeoutError:
-            raise BpfSessionError(f"session {s.name}'s supervisor (pid {pid}) did not answer "
-                                  f"within {CONTROL_TIMEOUT:g} s; try again") from None
-
-
-def _connect(sock: socket.socket, path: str) -> None:
-    """connect(2), waiting while the supervisor's listen backlog is full.
-
-    A socket with a timeout is non-blocking underneath, and a non-blocking AF_UNIX
-    connect to a full backlog fails with EAGAIN at once (net/unix/af_unix.c) instead of
-    waiting: many agents attaching at the same moment must queue, not fail.
-    """
-    deadline = time.monotonic() + CONTROL_TIMEOUT
-    pause = 0.001
-    while True:
-        try:
-            sock.connect(path)
-            return
-        except BlockingIOError:
-            if time.monotonic() + pause > deadline:
-                raise TimeoutError from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-
-
-def _receive_control(sock: socket.socket, s: Session):
-    """The maps the supervisor sends until it hangs up; None when it sent nothing."""
-    got = FdSet()
-    entries: list[wire.MapEntry] = []
-    first: wire.Header | None = None
-    with got:
-        while True:
-            dg = wire.recv_datagram(sock)
-            got.extend(dg.fds)
-            if not dg.data and not dg.fds:
-                break  # EOF: the supervisor closed after its last message
-            if first is None and dg.data.startswith(b"ERR"):
-                reason = dg.data[3:].decode(errors="replace").strip()
-                raise BpfSessionError(f"session {s.name} refused to attach: {reason}")
-            header, new = wire.check_datagram(dg, len(entries) // wire.MAX_FDS + 1)
-            if first is None:
-                first = header
-            elif header.total != first.total:
-                raise BpfSessionError(f"session {s.name}'s supervisor sent a bad hand-off "
-                                      f"(total {header.total} after {first.total})")
-            entries.extend(new)
-        if first is None:
-            return None  # hung up at once: it is exiting (its session is ending)
-        if len(entries) != first.total:
-            raise BpfSessionError(f"session {s.name}'s supervisor sent {len(entries)} of "
-                                  f"{first.total} maps and hung up; try again")
-        fds = got.release()
-    return first.obj, list(zip(entries, fds, strict=True))
+            reply = control.request(s.control, _owners(s), {"op": "map", "id": m.id},
+                                    f"session {s.name}")
+        except control.Unreachable:
+            pass
+        else:
+            return reply.fds[0]
+    return _from_process(s, [m])[1][0][1]
 
 
 # ---- pidfd_getfd on the root process -------------------------------------------------------
 
 
-def _from_process(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
+def _from_process(s: Session, maps=None) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
+    """The session's maps (or `maps`, some of them) taken from its root process."""
     from bpfsession.kernel import pidfd
     from bpfsession.kernel.types import MAP_TYPES
 
-    if not s.maps:
+    maps = s.maps if maps is None else maps
+    if not maps:
         raise BpfSessionError(f"session {s.name} holds no maps any more")
     try:
         pfd = pidfd.pidfd_open(s.pid)
@@ -146,7 +97,7 @@ def _from_process(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
     got = FdSet()
     try:
         with got:
-            for m in s.maps:
+            for m in maps:
                 fd = _getfd(pfd, s, m.fd)
                 got.add(fd)
                 if _fdinfo_map_id(fd) != m.id:
@@ -155,7 +106,7 @@ def _from_process(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
             entries = [wire.MapEntry(type=MAP_TYPES.get(m.type, 0), size_key=m.key_size,
                                      size_value=m.value_size, max_elem=m.max_entries,
                                      flags=m.flags, id=i)
-                       for m, i in zip(s.maps, _entry_ids(s), strict=True)]
+                       for m, i in zip(maps, _entry_ids(maps), strict=True)]
             fds = got.release()
     finally:
         os.close(pfd)
@@ -180,12 +131,10 @@ def _getfd(pfd: int, s: Session, fd: int) -> int:
         raise BpfSessionError(f"cannot take fd {fd} of pid {s.pid}: {err.strerror}") from None
 
 
-def _entry_ids(s: Session) -> list[int]:
+def _entry_ids(maps) -> list[int]:
     """Each map's sender entry id, read back from its BPF_MAP<id> variable in the root."""
-    ids: list[int | None] = []
-    for m in s.maps:
-        numbered = [n[len(_MAP_VAR_PREFIX):] for n in m.env if n.startswith(_MAP_VAR_PREFIX)]
-        ids.append(next((int(n) for n in numbered if n.isdigit()), None))
+    ids = [next((i for i in map(mapenv.entry_id, m.env) if i is not None), None)
+           for m in maps]
     used = {i for i in ids if i is not None}
     spare = (i for i in range(1 << 32) if i not in used)
     return [i if i is not None else next(spare) for i in ids]
@@ -218,7 +167,7 @@ def _run(s: Session, obj: str, pairs, command: list[str] | None,
          keep_caps: frozenset[int] | None, no_new_privs: bool) -> int:
     from bpfsession import init, session
 
-    maps = [session.SessionMap(entry, fd, session.FIRST_MAP_FD + i, _info(s, fd))
+    maps = [session.HeldMap(entry, fd, session.FIRST_MAP_FD + i, _info(s, fd))
             for i, (entry, fd) in enumerate(pairs)]
     argv = command or [os.environ.get("SHELL") or "/bin/sh"]
     target, netns_fd = _netns(s)
@@ -228,13 +177,9 @@ def _run(s: Session, obj: str, pairs, command: list[str] | None,
         launch = session.Launch(argv, env, [m.fd for m in maps], target, netns_fd,
                                 keep_caps, no_new_privs)
         sigpipe = init.SignalPipe()  # from here on, signals are forwarded to the command
-        terminal = session.Terminal.detect()
         try:
-            child = session.spawn(launch, terminal)
-            return session.supervise(child, sigpipe, None, terminal, False, 0)
+            return session.run_supervised(launch, sigpipe, None, False, 0)
         finally:
-            if terminal is not None:
-                terminal.hand_to(os.getpgrp())
             sigpipe.close()
     finally:
         if netns_fd >= 0:

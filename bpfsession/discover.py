@@ -15,132 +15,24 @@ tests; `run_dir` defaults to $BPFSESSION_RUN_DIR or /run/bpfsession.
 from __future__ import annotations
 
 import os
-import re
 import time
 
+from bpfsession import mapenv
 from bpfsession.errors import BpfSessionError
+from bpfsession.kernel import proc as procfs
 from bpfsession.kernel.types import MAP_TYPE_NAMES, parse_fdinfo, type_name
+from bpfsession.model import Record, Session, SessionMap, SessionProcess
+from bpfsession.printable import decode
 
-_MARK = b"BPF_NUM_MAPS="
-_MAP_VAR = re.compile(r"BPF_MAP(\d+)$")
+_MARK = mapenv.NUM.encode() + b"="
 NETNS_DIR = "/run/netns"
-
-
-class _Record:
-    """A plain typed record: fields in __slots__ order, positional or by keyword, with
-    equality and a repr. Not a dataclass: importing dataclasses would cost every `list`
-    about 10 ms, a quarter of its budget."""
-
-    __slots__ = ()
-    _defaults: dict[str, object] = {}
-
-    def __init__(self, *args, **kwargs):
-        names = self.__slots__
-        if len(args) > len(names):
-            raise TypeError(f"{type(self).__name__} takes {len(names)} fields")
-        values = dict(zip(names, args, strict=False))
-        for key, value in kwargs.items():
-            if key in values or key not in names:
-                raise TypeError(f"{type(self).__name__}: bad or repeated field {key!r}")
-            values[key] = value
-        for name in names:
-            if name in values:
-                setattr(self, name, values[name])
-            elif name in self._defaults:
-                default = self._defaults[name]
-                setattr(self, name, default() if callable(default) else default)
-            else:
-                raise TypeError(f"{type(self).__name__}: missing field {name!r}")
-
-    def __eq__(self, other) -> bool:
-        return type(other) is type(self) and all(
-            getattr(self, n) == getattr(other, n) for n in self.__slots__)
-
-    __hash__ = None  # mutable, like a dataclass with eq=True
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-class SessionMap(_Record):
-    """One map of a session, as its root process holds it."""
-
-    __slots__ = (
-        "env",  # list[str]: BPF_MAP<id> first, then BPF_MAP_<NAME>; from the root's environ
-        "fd",  # int: the fd number in the session's root process
-        "id",  # int: the kernel map id
-        "name", "type",  # str: the kernel's name; bpftool's type name ("hash", "array"...)
-        "key_size", "value_size", "max_entries", "memlock",  # int
-        "frozen",  # bool
-        "flags",  # int: map_flags
-        "sender",  # (flags, pinning, inner_id, inner_idx) of the sender's entry, or None
-    )
-    _defaults = {"sender": None}
-    env: list[str]
-    fd: int
-    id: int
-    name: str
-    type: str
-    key_size: int
-    value_size: int
-    max_entries: int
-    memlock: int
-    frozen: bool
-    flags: int
-    sender: tuple[int, int, int, int] | None
-
-
-class SessionProcess(_Record):
-    """A process of a session: its root, a descendant holding the maps, or an agent."""
-
-    __slots__ = ("pid", "ppid", "comm", "cmdline", "map_fds")
-    pid: int
-    ppid: int
-    comm: str
-    cmdline: list[str]
-    map_fds: dict[int, int]  # fd -> kernel map id
-
-
-class Session(_Record):
-    """A live session. `netns`: a name under /run/netns, a path for an unnamed netns,
-    None for the host's. `registered`: a live registry entry (with a supervisor)
-    describes it; `control` is then its supervisor's socket. `env`: the root's BPF_* and
-    BPFSESSION_* variables."""
-
-    __slots__ = ("id", "name", "pid", "supervisor", "uid", "netns", "netns_path", "obj",
-                 "command", "started", "maps", "processes", "registered", "control",
-                 "allow_uids", "socket", "env", "wire_layout", "obj_st")
-    _defaults = {"socket": None, "env": dict, "wire_layout": None, "obj_st": None}
-    id: str
-    name: str
-    pid: int  # the root process
-    supervisor: int | None
-    uid: int
-    netns: str | None
-    netns_path: str | None
-    obj: str | None
-    command: list[str]
-    started: str | None
-    maps: list[SessionMap]
-    processes: list[SessionProcess]
-    registered: bool
-    control: str | None
-    allow_uids: list[int]
-    socket: str | None
-    env: dict[str, str]
-    wire_layout: int | None  # the hand-off's bpf_scm entry size, from the registry
-    obj_st: tuple[int, int] | None  # (st_dev, st_ino) of the sender's header
-
-    @property
-    def map_ids(self) -> set[int]:
-        return {m.id for m in self.maps}
+UNKNOWN_NET = "?"  # ns/net we may not read: neither the host's nor any named one
 
 
 # ---- /proc, one process at a time ------------------------------------------------------
 
 
-class _Proc(_Record):
+class _Proc(Record):
     __slots__ = ("pid", "ppid", "comm", "starttime", "uid", "cmdline", "env", "map_fds",
                  "fdinfo", "net", "parent")
     _defaults = {"parent": None}
@@ -157,35 +49,6 @@ class _Proc(_Record):
     parent: _Proc | None
 
 
-_O_READ = os.O_RDONLY | os.O_CLOEXEC
-_CHUNK = 8192
-
-
-def _read(path: str) -> bytes | None:
-    """A whole /proc file, or None when it is gone or not ours to read.
-
-    os.open/os.read rather than open(): no buffered file object per file, and a small
-    first read (a big one allocates its whole size each time); together a third less
-    time over /proc/*/environ (bench/bench_list.py).
-    """
-    try:
-        fd = os.open(path, _O_READ)
-    except OSError:
-        return None
-    try:
-        data = os.read(fd, _CHUNK)
-        if len(data) == _CHUNK:
-            parts = [data]
-            while more := os.read(fd, 65536):
-                parts.append(more)
-            data = b"".join(parts)
-        return data
-    except OSError:  # ESRCH, EACCES...: the process went, or its memory is not ours
-        return None
-    finally:
-        os.close(fd)
-
-
 def _environ_hits(proc: str) -> dict[int, bytes]:
     """pid -> raw environ, for every process whose environment carries BPF_NUM_MAPS.
 
@@ -195,7 +58,7 @@ def _environ_hits(proc: str) -> dict[int, bytes]:
     -> 14 ms on 2 cores; bench/bench_list.py).
     """
     try:
-        names = [n for n in os.listdir(proc) if n.isdigit()]
+        names = procfs.pids(proc)
     except OSError as err:
         raise BpfSessionError(f"cannot read {proc}: {err.strerror} (is procfs mounted?)") \
             from None
@@ -233,7 +96,7 @@ _SPLIT_AT = 512  # below this, a thread's start costs about what it would save
 def _hits(proc: str, names: list[str]) -> dict[int, bytes]:
     hits = {}
     for name in names:
-        data = _read(f"{proc}/{name}/environ")
+        data = procfs.read(f"{proc}/{name}/environ")
         if data and _MARK in data and (data.startswith(_MARK) or b"\0" + _MARK in data):
             hits[int(name)] = data
     return hits
@@ -244,17 +107,8 @@ def _parse_env(data: bytes) -> dict[str, str]:
     for item in data.split(b"\0"):
         key, sep, value = item.partition(b"=")
         if sep and key.startswith((b"BPF_", b"BPFSESSION_")):
-            env[key.decode(errors="replace")] = value.decode(errors="replace")
+            env[decode(key)] = decode(value)
     return env
-
-
-def _parse_stat(data: bytes) -> tuple[str, int, int]:
-    """(comm, ppid, starttime) from /proc/PID/stat; comm may hold spaces and parens."""
-    head, _, tail = data.rpartition(b")")
-    comm = head.partition(b"(")[2].decode(errors="replace")
-    fields = tail.split()
-    # fields[0] is state (field 3); ppid is field 4, starttime field 22.
-    return comm, int(fields[1]), int(fields[19])
 
 
 def _map_fds(proc: str, pid: int) -> tuple[dict[int, int], dict[int, dict[str, str]]]:
@@ -272,10 +126,10 @@ def _map_fds(proc: str, pid: int) -> tuple[dict[int, int], dict[int, dict[str, s
                 continue
         except OSError:
             continue
-        data = _read(f"{proc}/{pid}/fdinfo/{name}")
+        data = procfs.read(f"{proc}/{pid}/fdinfo/{name}")
         if data is None:
             continue
-        info = parse_fdinfo(data.decode(errors="replace"))
+        info = parse_fdinfo(decode(data))
         if "map_id" in info:
             ids[int(name)] = int(info["map_id"])
             infos[int(name)] = info
@@ -284,24 +138,26 @@ def _map_fds(proc: str, pid: int) -> tuple[dict[int, int], dict[int, dict[str, s
 
 def _read_proc(proc: str, pid: int, environ: bytes | None) -> _Proc | None:
     """Everything we want about one process, or None when it vanished meanwhile."""
-    stat = _read(f"{proc}/{pid}/stat")
-    if stat is None:
+    st = procfs.stat(pid, proc)
+    if st is None:
         return None
     try:
-        comm, ppid, start = _parse_stat(stat)
         uid = os.stat(f"{proc}/{pid}").st_uid
-    except (OSError, ValueError, IndexError):
+    except OSError:
         return None
-    cmdline = _read(f"{proc}/{pid}/cmdline") or b""
+    cmdline = procfs.read(f"{proc}/{pid}/cmdline") or b""
     if environ is None:
-        environ = _read(f"{proc}/{pid}/environ") or b""
+        environ = procfs.read(f"{proc}/{pid}/environ") or b""
     map_fds, infos = _map_fds(proc, pid)
     try:
         net = os.readlink(f"{proc}/{pid}/ns/net")
+    except PermissionError:
+        net = UNKNOWN_NET  # another user's process: its netns is not ours to know
     except OSError:
         net = None
-    args = [a.decode(errors="replace") for a in cmdline.split(b"\0")[:-1]]
-    return _Proc(pid, ppid, comm, start, uid, args, _parse_env(environ), map_fds, infos, net)
+    args = [decode(a) for a in cmdline.split(b"\0")[:-1]]
+    return _Proc(pid, st.ppid, st.comm, st.starttime, uid, args, _parse_env(environ), map_fds,
+                 infos, net)
 
 
 # ---- grouping ---------------------------------------------------------------------------
@@ -319,9 +175,12 @@ class _Scan:
         self._map_infos: dict[int, object] = {}
 
     def netns_of(self, net: str | None, pid: int) -> tuple[str | None, str | None]:
-        """(netns, netns_path): a name under /run/netns, else /proc/PID/ns/net; host: None."""
+        """(netns, netns_path): a name under /run/netns, else /proc/PID/ns/net; host: None.
+        UNKNOWN_NET stays unknown: (None, UNKNOWN_NET), never "the host"."""
         if net is None:
             return None, None
+        if net == UNKNOWN_NET:
+            return None, UNKNOWN_NET
         if self._host_net is None:
             for who in ("1", "self"):
                 try:
@@ -352,9 +211,7 @@ class _Scan:
     def _born(self, ticks: int) -> float | None:
         """Wall-clock start of a process from its starttime (clock ticks since boot)."""
         if self._btime is None:
-            for line in (_read(f"{self.proc}/stat") or b"").splitlines():
-                if line.startswith(b"btime "):
-                    self._btime = int(line.split()[1])
+            self._btime = procfs.boot_time(self.proc)
             if self._btime is None:
                 return None
         return self._btime + ticks / self._clk_tck
@@ -395,20 +252,8 @@ class _Scan:
         return info.name if info else ""
 
 
-def _env_names(env: dict[str, str]) -> dict[int, list[str]]:
-    """fd -> the BPF_MAP<id> / BPF_MAP_<NAME> variables that point at it."""
-    names: dict[int, list[str]] = {}
-    for key, value in env.items():
-        if not key.startswith("BPF_MAP") or not value.isdigit():
-            continue
-        names.setdefault(int(value), []).append(key)
-    for keys in names.values():
-        keys.sort(key=lambda k: (not _MAP_VAR.match(k), len(k), k))
-    return names
-
-
 def _session_maps(root: _Proc, scan: _Scan, reg: dict | None) -> list[SessionMap]:
-    env_names = _env_names(root.env)
+    env_names = mapenv.names_by_fd(root.env)
     # The registry's record (written from the kernel's answers) saves asking again.
     known = {m.get("id"): m for m in (reg or {}).get("maps", []) if isinstance(m, dict)}
     maps = []
@@ -431,21 +276,20 @@ def _session_maps(root: _Proc, scan: _Scan, reg: dict | None) -> list[SessionMap
 
 
 def _registry_maps(reg: dict, scan: _Scan) -> list[SessionMap]:
-    """The maps of a registered session whose command closed its map fds: the supervisor
-    still holds them, so the registry's list (fd numbers as the command got them) stands,
-    completed from the kernel where we may ask it."""
+    """The maps of a registered session whose fds we cannot see (its command closed them
+    while the supervisor holds them, or they are another user's): the registry's list,
+    written from the kernel's answers, with what only the kernel knows now (memlock,
+    frozen) asked where we may, else None (unknown)."""
     maps = []
-    for m in reg.get("maps", []):
-        if not isinstance(m, dict) or not isinstance(m.get("id"), int):
-            continue
+    for m in reg["maps"]:
         info = scan.map_info(m["id"])
         maps.append(SessionMap(
-            env=[m["env"]] if m.get("env") else [], fd=int(m.get("fd", -1)), id=m["id"],
-            name=m.get("name") or (info.name if info else ""),
-            type=info.type_name if info else "", key_size=info.key_size if info else 0,
-            value_size=info.value_size if info else 0,
-            max_entries=info.max_entries if info else 0, memlock=0, frozen=False,
-            flags=info.flags if info else 0, sender=_sender(m)))
+            env=[m["env"]] if m["env"] else [], fd=m["fd"], id=m["id"],
+            name=m["name"] or (info.name if info else ""), type=m["type"],
+            key_size=m["key_size"], value_size=m["value_size"], max_entries=m["max_entries"],
+            memlock=None, frozen=None,
+            flags=m.get("flags", info.flags if info else None),
+            sender=_sender(m)))
     return maps
 
 
@@ -488,6 +332,8 @@ def _process(p: _Proc) -> SessionProcess:
 def _build(root: _Proc, members: list[_Proc], scan: _Scan, reg: dict | None) -> Session:
     env = root.env
     netns, netns_path = scan.netns_of(root.net, root.pid)
+    if netns_path == UNKNOWN_NET and reg is not None:
+        netns, netns_path = reg.get("netns"), reg.get("netns_path")  # the registry's word
     if reg is not None:
         sid, name = reg["id"], str(reg.get("name") or reg["id"])
         obj = reg.get("obj")
@@ -508,11 +354,27 @@ def _build(root: _Proc, members: list[_Proc], scan: _Scan, reg: dict | None) -> 
     layout, obj_st = _wire_fields(reg)
     return Session(
         id=sid, name=name, pid=root.pid, supervisor=sup, uid=uid, netns=netns,
-        netns_path=netns_path, obj=obj, command=command,
+        netns_path=None if netns_path == UNKNOWN_NET else netns_path,
+        netns_known=netns_path != UNKNOWN_NET, obj=obj, command=command,
         started=started, maps=_session_maps(root, scan, reg or None),
         processes=[_process(p) for p in members], registered=bool(reg),
         control=reg.get("control"), allow_uids=[int(u) for u in reg.get("allow_uids", [])],
         socket=reg.get("socket"), env=dict(env), wire_layout=layout, obj_st=obj_st)
+
+
+def _supervises(entry: dict) -> bool:
+    """Whether the entry's root process is its supervisor's child (or, under --exec, the
+    supervisor itself), as the kernel says: an entry cannot adopt another's session."""
+    pid, sup = entry["pid"], entry["supervisor"]
+    st = procfs.stat(pid) if pid != sup else None
+    if pid == sup or (st is not None and st.ppid == sup):
+        return True
+    if st is not None:
+        from bpfsession import registry
+
+        registry.warn_once(f"ignoring the registry entry {entry['id']}: its pid {pid} is not "
+                           f"a child of its supervisor {sup}")
+    return False  # (the root exited meanwhile: the supervisor is about to clean up)
 
 
 def _live_entries(run_dir: str | None) -> dict[int, dict]:
@@ -525,14 +387,15 @@ def _live_entries(run_dir: str | None) -> dict[int, dict]:
     from bpfsession import registry
 
     live, stale = {}, False
-    for entry in registry.read_all(run_dir):
-        if isinstance(entry.get("pid"), int) and registry.alive(entry):
-            live[entry["pid"]] = entry
-        else:
+    entries = registry.read_all(run_dir)
+    for entry in entries:
+        if not registry.alive(entry):
             stale = True
+        elif _supervises(entry):
+            live[entry["pid"]] = entry
     if stale:
         try:
-            registry.prune(run_dir)
+            registry.prune(run_dir, entries)
         except OSError:
             pass  # not ours to remove (another user's entry): the owner's next scan will
     return live
@@ -551,11 +414,18 @@ def scan(proc: str = "/proc", run_dir: str | None = None) -> list[Session]:
         if pid not in procs and (p := _read_proc(proc, pid, None)) is not None:
             procs[pid] = p
 
+    # Group the candidates into trees. A process belongs under its parent when the parent
+    # is a candidate too and the two hold at least one map in common: a shell's children
+    # inherit its fds, while an unrelated session started from inside one (another `new`
+    # or `tc exec`, holding other maps) is a root of its own. A registered root never
+    # goes under anyone (its supervisor says it is a session).
     for p in procs.values():
         parent = procs.get(p.ppid)
         if parent is not None and p.pid not in live \
                 and set(p.map_fds.values()) & set(parent.map_fds.values()):
             p.parent = parent
+    # Then each process joins the tree of its topmost ancestor; walking in start order
+    # keeps every tree's members (and so `processes`) oldest first, its root leading.
     trees: dict[int, list[_Proc]] = {}
     for p in sorted(procs.values(), key=lambda q: (q.starttime, q.pid)):
         top = p
@@ -642,29 +512,11 @@ def _find_quick(spec: str, proc: str = "/proc", run_dir: str | None = None) -> S
     if entries or not spec.startswith("tc-") or not spec[3:].isdigit():
         return None
     root = _read_proc(proc, int(spec[3:]), None)
-    if root is None or root.pid in live or not root.map_fds or "BPF_NUM_MAPS" not in root.env \
+    if root is None or root.pid in live or not root.map_fds or mapenv.NUM not in root.env \
             or "BPFSESSION_ID" in root.env:
         return None
     parent = _read_proc(proc, root.ppid, None)
-    if parent is not None and "BPF_NUM_MAPS" in parent.env \
+    if parent is not None and mapenv.NUM in parent.env \
             and set(parent.map_fds.values()) & set(root.map_fds.values()):
         return None  # not a root: a descendant of another session
     return _build(root, [root], _Scan(proc), None)
-
-
-def session_json(s: Session) -> dict:
-    """CONTRACT's shape (id, name, pid, netns, obj, command, started, maps), plus extras."""
-    return {
-        "id": s.id, "name": s.name, "pid": s.pid, "netns": s.netns, "obj": s.obj,
-        "command": s.command, "started": s.started,
-        "maps": [{"env": m.env[0] if m.env else None, "fd": m.fd, "id": m.id, "name": m.name,
-                  "type": m.type, "key_size": m.key_size, "value_size": m.value_size,
-                  "max_entries": m.max_entries, "env_names": m.env, "memlock": m.memlock,
-                  "frozen": m.frozen, "flags": m.flags} for m in s.maps],
-        "supervisor": s.supervisor, "uid": s.uid, "netns_path": s.netns_path,
-        "registered": s.registered, "control": s.control, "socket": s.socket,
-        "allow_uids": s.allow_uids, "wire_layout": s.wire_layout,
-        "processes": [{"pid": p.pid, "ppid": p.ppid, "comm": p.comm, "cmdline": p.cmdline,
-                       "maps": {str(fd): i for fd, i in sorted(p.map_fds.items())}}
-                      for p in s.processes],
-    }

@@ -40,16 +40,9 @@ class FdSet:
     def __len__(self) -> int:
         return len(self._fds)
 
-    def __getitem__(self, i: int) -> int:
-        return self._fds[i]
-
     def __enter__(self) -> FdSet:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.close()
-
-
-def close_all(fds: Iterable[int]) -> None:
-    FdSet(fds).close()

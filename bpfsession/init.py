@@ -111,18 +111,14 @@ def exit_code(wait_status: int) -> int:
 
 
 def descendants(root: int, proc: str = "/proc") -> list[int]:
-    """Pids of every live descendant of `root`, from /proc/*/stat (ppid is field 4)."""
+    """Pids of every live descendant of `root`, from the ppid in /proc/*/stat."""
+    from bpfsession.kernel import proc as procfs
+
     children: dict[int, list[int]] = {}
-    for entry in os.listdir(proc):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
+    for entry in procfs.pids(proc):
+        st = procfs.stat(entry, proc)
+        if st is not None:
+            children.setdefault(st.ppid, []).append(int(entry))
     found, todo = [], [root]
     while todo:
         for pid in children.get(todo.pop(), ()):

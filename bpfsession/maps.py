@@ -304,7 +304,9 @@ def _by_session(session: str, name: str) -> OpenMap:
     if len(matches) > 1:
         raise BpfSessionError(f"session {session} has {len(matches)} maps named {name!r}: "
                               f"use id ID ({', '.join(str(m.id) for m in matches)})")
-    return _by_id(matches[0].id, f"session {session} {name}")
+    from bpfsession import attach  # the control socket admits the session's --allow-uids
+
+    return _info(attach.take_map(found, matches[0]), f"session {session} {name}")
 
 
 # --- layouts: what the bytes are ----------------------------------------------------------
@@ -478,7 +480,7 @@ def _explain(err: KernelError, m: OpenMap, op: str, flags: int = 0) -> BpfSessio
 
 # --- walking a whole map ------------------------------------------------------------------
 
-BATCH = 65536  # entries per BPF_MAP_LOOKUP_BATCH call (FACTS.md: 64 Ki)
+BATCH = 65536  # entries per BPF_MAP_LOOKUP_BATCH call (docs/maps.md: 64 Ki)
 BATCH_BYTES = 16 << 20  # cap on one batch's key+value buffers
 # Maps whose empty slots make generic batch lookups stop early; walked one key at a time.
 _WALK_BY_KEY = frozenset({"prog_array", "array_of_maps", "hash_of_maps"})

@@ -14,10 +14,12 @@ that is about to exec the session's command (a forked child, or the launcher wit
 
 from __future__ import annotations
 
+import errno
 import os
 
 from bpfsession.errors import BpfSessionError, KernelError, warn
 from bpfsession.kernel import ns
+from bpfsession.kernel import proc as procfs
 
 NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` bind-mounts named namespaces
 NETNS_ETC_DIR = "/etc/netns"
@@ -78,6 +80,33 @@ def open_netns(target: Netns) -> int:
     return fd
 
 
+def check_enter(fd: int, target: Netns) -> None:
+    """Fail now, not after the maps arrived, when we may not enter the namespace.
+
+    The steps of enter() that need privileges (setns, unshare of the mount namespace) are
+    tried in a forked child, so that ours never move. Asking the kernel is the only sure
+    test: capability bits (CapEff) say nothing about a namespace owned by another user
+    namespace.
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            ns.setns(fd, ns.CLONE_NEWNET)
+            ns.unshare(ns.CLONE_NEWNS)
+        except KernelError as err:
+            code = err.errno or 1
+        except BaseException:
+            code = 255
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        reason = os.strerror(code) if 0 < code < 255 else "the trial failed"
+        raise BpfSessionError(f"cannot enter network namespace {target.arg}: {reason} "
+                              "(entering a netns needs CAP_SYS_ADMIN over it: run as root)")
+
+
 def enter(fd: int, target: Netns) -> None:
     """Switch the calling (single-threaded) process into the namespace, as ip netns exec."""
     try:
@@ -128,7 +157,7 @@ def _clone_bpffs_mounts() -> list[tuple[str, int]]:
         except KernelError as err:
             for _, fd in kept:
                 os.close(fd)
-            if err.errno == 38:  # ENOSYS
+            if err.errno == errno.ENOSYS:
                 raise BpfSessionError("this kernel lacks open_tree(2) (Linux 5.2+), needed "
                                       "to keep /sys/fs/bpf inside --netns") from None
             raise BpfSessionError(f"cannot keep bpffs at {path}: {err.strerror}") from None
@@ -138,27 +167,9 @@ def _clone_bpffs_mounts() -> list[tuple[str, int]]:
 
 def bpffs_mounts_under(prefix: str, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     """Mount points of bpf filesystems at or below `prefix`, sorted (parents first)."""
-    found = set()
-    with open(mountinfo) as f:
-        for line in f:
-            fields = line.split()
-            try:
-                fstype = fields[fields.index("-") + 1]
-            except (ValueError, IndexError):
-                continue
-            if fstype != "bpf":
-                continue
-            # proc_pid_mountinfo(5): spaces, tabs, newlines and backslashes are octal-escaped.
-            point = _unescape(fields[4])
-            if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
-                found.add(point)
-    return sorted(found)
-
-
-def _unescape(field: str) -> str:
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(code, char)
-    return field
+    below = prefix.rstrip("/") + "/"
+    return sorted({point for point, fstype in procfs.mounts(mountinfo)
+                   if fstype == "bpf" and (point == prefix or point.startswith(below))})
 
 
 def _bind_etc(name: str) -> None:

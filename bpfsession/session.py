@@ -17,43 +17,42 @@ The flow, and who owns what at each step:
 
 from __future__ import annotations
 
-import array
 import errno
 import os
 import signal
-import socket
 import sys
 import time
 
-from bpfsession import btfcache, init, registry, wire
+from bpfsession import btfcache, init, mapenv, registry, wire
 from bpfsession.errors import BpfSessionError, KernelError, warn
+from bpfsession.kernel import proc as procfs
 
 TYPE_CHECKING = False  # typing's constant, without importing typing on the launch path
 if TYPE_CHECKING:
+    from bpfsession import control
     from bpfsession.kernel.types import MapInfo
     from bpfsession.netns import Netns
 
 # Signals that end the wait for maps (socket removed, nothing spawned, exit 128+N).
 WAIT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 # Inherited variables that would describe another session's fds (closed in the command).
-_STALE_ENV_PREFIXES = ("BPF_MAP",)
-_STALE_ENV = ("BPF_NUM_MAPS", "BPF_OBJ", "BPFSESSION_NETNS")
+_STALE_ENV = (mapenv.NUM, "BPF_OBJ", "BPFSESSION_NETNS")
 _SESSION_NAME_FORBIDDEN = set("/ \t\n\r\0")
-_DEFAULT_GRACE = init.DEFAULT_GRACE  # (Config's `init` argument shadows the module)
+_SESSION_NAME_MAX = registry.MAX_NAME
 
 
 class Config:
     """Everything `new` was asked to do (flags merged over the environment by the CLI).
 
-    A plain class, not a dataclass: `dataclasses` costs ~7 ms of start-up (it imports
-    inspect), and `new` is on the launch path (docs/performance.md).
+    A plain class, not a dataclass: `dataclasses` (with inspect, ~7 ms,
+    docs/performance.md) stays off the launch path.
     """
 
     def __init__(self, uds: str, command: list[str] | None = None, name: str | None = None,
                  netns: str | None = None, timeout: float | None = None,
-                 allow_uids: tuple[int, ...] = (), exec_: bool = False, init: bool = False,
+                 allow_uids: tuple[int, ...] = (), exec_: bool = False, as_init: bool = False,
                  keep_caps: frozenset[int] | None = None, no_new_privs: bool = False,
-                 grace: float = _DEFAULT_GRACE, run_dir: str | None = None):
+                 grace: float = init.DEFAULT_GRACE, run_dir: str | None = None):
         self.uds = uds
         self.command = command  # None: $SHELL (else /bin/sh), interactive
         self.name = name
@@ -61,7 +60,7 @@ class Config:
         self.timeout = timeout
         self.allow_uids = allow_uids
         self.exec_ = exec_
-        self.init = init
+        self.as_init = as_init  # --init: reap every orphan, end lingering processes
         self.keep_caps = keep_caps
         self.no_new_privs = no_new_privs
         self.grace = grace
@@ -146,8 +145,10 @@ def _report_refused(text: str) -> None:
 
 # -- 2. describe ----------------------------------------------------------------------
 
-class SessionMap:
-    """One received map: the sender's entry, our fd, the command's fd, the kernel's info."""
+class HeldMap:
+    """A map the launcher holds for its command: the sender's entry, our fd, the
+    command's fd, the kernel's info. (Discovery's view of a session's map is
+    model.SessionMap.)"""
 
     __slots__ = ("entry", "fd", "child_fd", "info")
 
@@ -159,7 +160,7 @@ class SessionMap:
 
     @property
     def env(self) -> str:
-        return f"BPF_MAP{self.entry.id}"
+        return mapenv.entry_var(self.entry.id)
 
     def record(self) -> dict:
         """The registry's (and `list -j`'s) shape of a map; `sender`: what the sender's
@@ -184,7 +185,7 @@ class SessionMap:
 FIRST_MAP_FD = 3
 
 
-def describe(handoff: wire.Handoff) -> list[SessionMap]:
+def describe(handoff: wire.Handoff) -> list[HeldMap]:
     from bpfsession.kernel import bpf
 
     maps = []
@@ -194,35 +195,15 @@ def describe(handoff: wire.Handoff) -> list[SessionMap]:
         except KernelError as err:
             raise BpfSessionError(f"cannot read map {entry.id} from the kernel: "
                                   f"{err.strerror}") from None
-        maps.append(SessionMap(entry, fd, FIRST_MAP_FD + i, info))
+        maps.append(HeldMap(entry, fd, FIRST_MAP_FD + i, info))
     return maps
 
 
-def env_key(map_name: str) -> str:
-    """BPF_MAP_<NAME>'s NAME: upper-cased, anything but A-Z 0-9 _ turned into `_`."""
-    return "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
-                   for c in map_name.upper())
-
-
-def map_env(maps: list[SessionMap]) -> dict[str, str]:
-    env = {"BPF_NUM_MAPS": str(len(maps))}
-    for m in maps:
-        env[m.env] = str(m.child_fd)
-    by_key: dict[str, list[SessionMap]] = {}
-    for m in maps:
-        if m.info.name:
-            by_key.setdefault(env_key(m.info.name), []).append(m)
-    for key, same in by_key.items():
-        if len(same) == 1:  # two maps with one name would make BPF_MAP_<NAME> ambiguous
-            env[f"BPF_MAP_{key}"] = str(same[0].child_fd)
-    return env
-
-
-def session_env(base: dict[str, str], maps: list[SessionMap], obj: str, session_id: str,
+def session_env(base: dict[str, str], maps: list[HeldMap], obj: str, session_id: str,
                 name: str, netns_arg: str | None) -> dict[str, str]:
     env = {k: v for k, v in base.items()
-           if k not in _STALE_ENV and not k.startswith(_STALE_ENV_PREFIXES)}
-    env.update(map_env(maps))
+           if k not in _STALE_ENV and not mapenv.is_map_var(k)}
+    env.update(mapenv.build((m.entry.id, m.child_fd, m.info.name) for m in maps))
     env["BPF_OBJ"] = obj
     env["BPFSESSION_ID"] = session_id
     env["BPFSESSION_NAME"] = name
@@ -238,7 +219,13 @@ def derive_name(obj: str) -> str:
 
 def check_name(name: str) -> None:
     if not name or _SESSION_NAME_FORBIDDEN & set(name) or not name.isprintable():
-        raise BpfSessionError(f"bad session name {name!r}: use letters, digits, '_', '.', '-'")
+        from bpfsession.printable import printable
+
+        raise BpfSessionError(f"bad session name {printable(repr(name))}: use letters, "
+                              "digits, '_', '.', '-'")
+    if len(name.encode()) > _SESSION_NAME_MAX:
+        raise BpfSessionError(f"session name too long ({len(name.encode())} bytes, at most "
+                              f"{_SESSION_NAME_MAX})")
 
 
 # -- 3. spawn -------------------------------------------------------------------------
@@ -415,82 +402,15 @@ def _read_all(fd: int) -> bytes:
 
 # -- 4. supervise ---------------------------------------------------------------------
 
-class ControlServer:
-    """The session's control socket for `bpfsession attach` (AF_UNIX SOCK_SEQPACKET).
-
-    Mode 0666; access is decided per connection by SO_PEERCRED: root, the session's
-    owner and its --allow-uids get the maps as bpf_scm v1 messages (wire.pack, with the
-    fds as SCM_RIGHTS, the same entry ids as received); anyone else one b"ERR <reason>".
-    Nothing here may block the supervisor: accept is non-blocking, sends time out.
-    """
-
-    SEND_TIMEOUT = 0.5
-
-    def __init__(self, path: str, allowed: set[int], obj: str, maps: list[SessionMap]):
-        self.path = path
-        self.allowed = allowed
-        entries = [m.wire_entry() for m in maps]
-        fds = [m.fd for m in maps]
-        self.messages = [(payload, array.array("i", fds[i * wire.MAX_FDS:(i + 1) * wire.MAX_FDS]))
-                         for i, payload in enumerate(wire.pack(obj, entries))]
-        sock = socket.socket(socket.AF_UNIX,
-                             socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
-        try:
-            if os.path.lexists(path):
-                os.unlink(path)  # ids are random: a leftover of a killed supervisor
-            sock.bind(path)
-            os.chmod(path, 0o666)
-            sock.listen(16)
-            st = os.stat(path)
-        except OSError as err:
-            sock.close()
-            raise BpfSessionError(f"cannot create the control socket {path}: "
-                                  f"{err.strerror}") from None
-        self.sock = sock
-        self._ident = (st.st_dev, st.st_ino)
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def serve(self) -> None:
-        """Answer every pending connection."""
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return  # e.g. ECONNABORTED: the client gave up
-            with conn:
-                self._answer(conn)
-
-    def _answer(self, conn: socket.socket) -> None:
-        conn.settimeout(self.SEND_TIMEOUT)
-        try:
-            pid, uid, _ = wire.peer_cred(conn)
-            if uid not in self.allowed:
-                conn.send(f"ERR uid {uid} may not attach: not root, the session's owner or "
-                          "an --allow-uid".encode())
-                return
-            for payload, fds in self.messages:
-                conn.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-        except OSError:
-            pass  # a slow or vanished client is dropped; the session goes on
-
-    def close(self) -> None:
-        self.sock.close()
-        wire.remove_socket_file(self.path, self._ident)
-
-
-def supervise(child: int, sigpipe: init.SignalPipe, control: ControlServer | None,
+def supervise(child: int, sigpipe: init.SignalPipe, server: control.Server | None,
               terminal: Terminal | None, init_mode: bool, grace: float) -> int:
     """Forward signals, reap, serve attach; the command's exit status (128+N on signal N)."""
     import selectors
 
     sel = selectors.DefaultSelector()
     sel.register(sigpipe.fileno(), selectors.EVENT_READ, None)
-    if control is not None:
-        sel.register(control.fileno(), selectors.EVENT_READ, control)
+    if server is not None:
+        sel.register(server.fileno(), selectors.EVENT_READ, server)
     try:
         status, stopped = init.reap(child)
         while status is None:
@@ -509,6 +429,22 @@ def supervise(child: int, sigpipe: init.SignalPipe, control: ControlServer | Non
     if init_mode:
         init.end_lingering(grace)
     return init.exit_code(status)
+
+
+def run_supervised(launch: Launch, sigpipe: init.SignalPipe, server: control.Server | None,
+                   as_init: bool, grace: float, started=None) -> int:
+    """Spawn the command and supervise it to its end: the one launcher of `new` and
+    `attach`. `sigpipe` exists already (signals are forwarded, not fatal, from then on);
+    `started(pid)` runs once the command has exec'd."""
+    terminal = Terminal.detect()
+    try:
+        child = spawn(launch, terminal)
+        if started is not None:
+            started(child)
+        return supervise(child, sigpipe, server, terminal, as_init, grace)
+    finally:
+        if terminal is not None:
+            terminal.hand_to(os.getpgrp())
 
 
 def _suspend_with(child: int, terminal: Terminal) -> None:
@@ -534,51 +470,79 @@ def run(cfg: Config) -> int:
 
         target = netns.resolve(cfg.netns)
         netns_fd = netns.open_netns(target)
+    claim = None
     try:
+        if target is not None and os.geteuid() != 0:
+            netns.check_enter(netns_fd, target)  # before binding: a hand-off is not lost
         if cfg.name:
             check_name(cfg.name)
-            registry.pick_name(cfg.run_dir, cfg.name, cfg.name)  # fail before waiting
+        registry.check_dir(cfg.run_dir)
+        usable = None  # the registry directory is made once there is something to put in it
+        if cfg.name:
+            usable = _usable_run_dir(cfg.run_dir)
+            claim = _claim(cfg.run_dir, usable, cfg.name, cfg.name)  # fail before waiting
         handoff = receive(cfg)
         try:
-            return _start(cfg, handoff, target, netns_fd)
+            if usable is None:
+                usable = _usable_run_dir(cfg.run_dir)
+            if claim is None:
+                claim = _claim(cfg.run_dir, usable, None, derive_name(handoff.obj))
+            return _start(cfg, handoff, target, netns_fd, claim.name, usable)
         finally:
             handoff.close()
     finally:
+        if claim is not None:
+            claim.release()
         if netns_fd >= 0:
             os.close(netns_fd)
 
 
-def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: int) -> int:
+def _claim(directory: str, usable: bool, requested: str | None,
+           derived: str) -> registry.Claim:
+    """The session's name, claimed in the registry (no registry: just the name)."""
+    if usable:
+        try:
+            return registry.claim(directory, requested, derived, os.getpid())
+        except OSError as err:
+            warn(f"cannot claim a session name in {directory}: {err.strerror}; the name is "
+                 "not reserved")
+    return registry.Claim(directory, requested or derived, None)
+
+
+def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: int,
+           name: str, usable: bool) -> int:
     maps = describe(handoff)
     session_id = registry.new_id()
-    name = registry.pick_name(cfg.run_dir, cfg.name, derive_name(handoff.obj))
     argv = cfg.argv
     launch = Launch(argv, session_env(dict(os.environ), maps, handoff.obj, session_id, name,
                                       target.arg if target else None),
                     [m.fd for m in maps], target, netns_fd, cfg.keep_caps, cfg.no_new_privs)
     entry = {
         "id": session_id, "name": name, "pid": os.getpid(), "supervisor": os.getpid(),
-        "supervisor_start": registry.start_time(os.getpid()), "uid": os.getuid(),
+        "supervisor_start": procfs.start_time(os.getpid()), "uid": os.getuid(),
         "allow_uids": sorted(set(cfg.allow_uids)),
         "netns": (target.name or target.arg) if target else None,
         "netns_path": target.path if target else None, "socket": os.path.abspath(cfg.uds),
         "control": registry.control_path(cfg.run_dir, session_id), "obj": handoff.obj,
+        "obj_st": [handoff.st_dev, handoff.st_ino],
         "command": argv, "started": _now(), "maps": [m.record() for m in maps],
-        "wire_layout": handoff.layout, "obj_st": [handoff.st_dev, handoff.st_ino],
+        "wire_layout": handoff.layout,
     }
+    if not usable:
+        entry["control"] = None
     if cfg.exec_:
-        return _exec(cfg, launch, entry)
-    return _supervised(cfg, launch, entry, handoff.obj, maps)
+        return _exec(cfg, launch, entry, usable)
+    return _supervised(cfg, launch, entry, handoff, maps, usable)
 
 
-def _exec(cfg: Config, launch: Launch, entry: dict) -> int:
+def _exec(cfg: Config, launch: Launch, entry: dict, usable: bool) -> int:
     """--exec: become the command (no supervisor, no control socket), like tc exec.
 
     The registry entry stays behind the exec: its `supervisor` is the command itself, and
     registry.prune() removes it once that process is gone.
     """
     entry["control"] = None
-    registered = _register(cfg.run_dir, entry)
+    registered = usable and _register(cfg.run_dir, entry)
     try:
         prepare(launch, None, new_group=False)
         arrange_fds(launch.fds)
@@ -589,41 +553,41 @@ def _exec(cfg: Config, launch: Launch, entry: dict) -> int:
     raise AssertionError("unreachable: exec_command returns only by raising")
 
 
-def _supervised(cfg: Config, launch: Launch, entry: dict, obj: str,
-                maps: list[SessionMap]) -> int:
+def _supervised(cfg: Config, launch: Launch, entry: dict, handoff: wire.Handoff,
+                maps: list[HeldMap], usable: bool) -> int:
     # python-prctl's C layer: its `prctl` module builds ~100 capability and securebit
     # wrappers at import (~1.8 ms of every `new`, measured against a bare-Python floor);
     # these three calls need none of them. caps.py uses the full module.
     import _prctl
 
     sigpipe = init.SignalPipe()  # from here on, signals are forwarded, not fatal
-    terminal = Terminal.detect()
-    control = None
+    server = None
     registered = False
-    try:
-        usable = _usable_run_dir(cfg.run_dir)
-        if usable:
-            control = _control_server(entry["control"], cfg.senders, obj, maps)
-        if control is None:
-            entry["control"] = None
-        _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
-        usable and btfcache.write(cfg.run_dir, entry, [m.fd for m in maps])  # before the command
-        child = spawn(launch, terminal)
+
+    def started(child: int) -> None:
+        nonlocal registered
         entry["pid"] = child
         registered = usable and _register(cfg.run_dir, entry)
         title = f"bpfsession: {entry['name']}"
         _prctl.prctl(_prctl.PR_SET_NAME, title)
         _prctl.set_proctitle(title)
-        return supervise(child, sigpipe, control, terminal, cfg.init or os.getpid() == 1,
-                         cfg.grace)
+
+    try:
+        if usable:
+            server = _control_server(entry["control"], cfg.senders, handoff, maps)
+        if server is None:
+            entry["control"] = None
+        _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
+        if usable:  # the maps' types for agents without CAP_SYS_ADMIN, before the command
+            btfcache.write(cfg.run_dir, entry, [m.fd for m in maps])
+        return run_supervised(launch, sigpipe, server, cfg.as_init or os.getpid() == 1,
+                              cfg.grace, started)
     finally:
         if registered:
             registry.remove(cfg.run_dir, entry["id"])
         btfcache.remove(cfg.run_dir, entry["id"])
-        if control is not None:
-            control.close()
-        if terminal is not None:
-            terminal.hand_to(os.getpgrp())
+        if server is not None:
+            server.close()
         sigpipe.close()
 
 
@@ -636,10 +600,13 @@ def _usable_run_dir(directory: str) -> bool:
     return True
 
 
-def _control_server(path: str, allowed: set[int], obj: str,
-                    maps: list[SessionMap]) -> ControlServer | None:
+def _control_server(path: str, allowed: set[int], handoff: wire.Handoff,
+                    maps: list[HeldMap]) -> control.Server | None:
+    from bpfsession import control
+
     try:
-        return ControlServer(path, allowed, obj, maps)
+        return control.Server(path, allowed, handoff.obj, (handoff.st_dev, handoff.st_ino),
+                              maps)
     except BpfSessionError as err:
         warn(f"{err.hint}; `bpfsession attach` will have to use pidfd_getfd")
         return None
@@ -647,14 +614,11 @@ def _control_server(path: str, allowed: set[int], obj: str,
 
 def _register(directory: str, entry: dict) -> bool:
     try:
-        registry.ensure_dir(directory)
         registry.write(directory, entry)
     except BpfSessionError as err:
         warn(f"{err.hint}; the session runs without a registry entry")
         return False
     return True
-
-
 
 
 def _now() -> str:

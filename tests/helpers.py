@@ -159,3 +159,34 @@ def send_as_nobody(uds: str, obj: str, fd: int) -> int:
             os._exit(status)
     assert os.waitpid(pid, 0)[1] == 0, "the uid-65534 sender could not send"
     return pid
+
+
+def in_foreground(pid: int) -> bool:
+    """Whether `pid` leads its terminal's foreground process group (stat: pgrp == tpgid),
+    what a Ctrl-C must find before it is sent: a shell hands over the terminal only some
+    time after it echoed the job's command line."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return False
+    # fields[0] is state (field 3): pgrp is field 5, tpgid field 8.
+    return int(fields[2]) == int(fields[5]) and fields[0] != b"T"
+
+
+def foreground_child(sid: int, comm: str) -> int | None:
+    """The pid of a process named `comm` in session `sid` that holds the foreground."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        head, _, tail = data.rpartition(b")")
+        fields = tail.split()
+        if head.partition(b"(")[2] == comm.encode() and int(fields[3]) == sid \
+                and in_foreground(int(name)):
+            return int(name)
+    return None

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from bpfsession import wire
@@ -62,10 +61,6 @@ def children_of(pid: int) -> list[int]:
     for task in os.listdir(f"/proc/{pid}/task"):
         kids += [int(x) for x in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
     return kids
-
-
-def settle(seconds: float = 0.2) -> None:
-    time.sleep(seconds)
 
 
 def live_fds() -> set[int]:

@@ -11,7 +11,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -22,6 +21,7 @@ from tests.helpers import (
     BPFSESSION,
     ROOT,
     SHOW_MAPS,
+    foreground_child,
     open_fds,
     parse_show_maps,
     send_udp,
@@ -315,7 +315,7 @@ def test_interactive_shell_on_a_terminal(sessions, two_maps):
         child.expect_exact(f"maps=2 id={s.id}")
         child.expect_exact("att$ ")
         child.sendline("sleep 30")
-        time.sleep(0.5)
+        wait_for(lambda: foreground_child(child.pid, "sleep"), what="sleep in the foreground")
         child.sendintr()
         child.expect_exact("att$ ")
         child.sendline("exit 3")

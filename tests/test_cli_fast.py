@@ -206,3 +206,35 @@ def test_map_unusual_goes_to_argparse(argv):
     from bpfsession.cli import map as cli_map
 
     assert cli_map.fast_parse(argv[0], argv[1:]) is None
+
+
+# ---- random argument lists: wherever a fast path answers, argparse agrees -------------
+
+_WORDS = ["-j", "--json", "-h", "--", "run", "imp", "import", "/tmp/u", "s1", "42", "tc-9",
+          "--name", "--name=x", "--netns", "blue", "--timeout", "2.5", "--timeout=nan", "inf",
+          "--allow-uid", "7", "--allow-uid=-1", "--exec", "--exec=1", "--init", "--keep-caps",
+          "cap_bpf", "--no-new-privs", "--watch", "1", "-x", "--bogus", "", "-", "sh", "-c"]
+_argv = st.lists(st.one_of(st.sampled_from(_WORDS), st.text(max_size=6)), max_size=8)
+
+
+def _argparse(verb: str, argv: list[str]):
+    """argparse's Namespace, or None where it refuses (it exits)."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return build_parser(verb).parse_args([verb, *argv])
+        except SystemExit:
+            return None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(verb=st.sampled_from(["new", "list", "show", "attach"]), argv=_argv)
+def test_fast_paths_agree_with_the_grammar(verb, argv):
+    fast = (fast_parse if verb == "new" else sessions.fast_parse)(verb, argv)
+    if fast is None:
+        return  # argparse parses it, errors and all
+    slow = _argparse(verb, argv)
+    assert slow is not None, f"the fast path accepted {argv!r}, argparse refuses it"
+    assert repr(sorted(vars(fast).items())) == repr(sorted(vars(slow).items()))  # nan == nan

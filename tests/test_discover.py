@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pytest
 
-from bpfsession import discover
+from bpfsession import discover, model
 from bpfsession.errors import BpfSessionError
 from tests.helpers import BPFSESSION, open_fds, run, uniq, wait_for
 from tests.sessions_helpers import NOBODY, as_user, by_pid
@@ -147,7 +147,7 @@ def _closer(kids: list[int]) -> int | None:
 
 
 def discover_list(sessions) -> list[dict]:
-    return [discover.session_json(x) for x in discover.scan(run_dir=sessions.run_dir)]
+    return [model.session_json(x) for x in discover.scan(run_dir=sessions.run_dir)]
 
 
 def test_supervisor_sigkill_keeps_session_prunes_entry(sessions, two_maps):
@@ -241,10 +241,10 @@ def test_scan_leaks_no_fds_and_ignores_vanishing(sessions, two_maps):
 
 def test_find_rules():
     def mk(sid, name, pid, procs=()):
-        return discover.Session(
+        return model.Session(
             id=sid, name=name, pid=pid, supervisor=None, uid=0, netns=None, netns_path=None,
             obj=None, command=[], started=None, maps=[],
-            processes=[discover.SessionProcess(p, pid, "x", [], {}) for p in (pid, *procs)],
+            processes=[model.SessionProcess(p, pid, "x", [], {}) for p in (pid, *procs)],
             registered=False, control=None, allow_uids=[])
 
     a, b, c = mk("aaaa0001", "web", 10, (11,)), mk("aaaa0002", "web", 20), mk("tc-30", "tc-30", 30)
@@ -262,7 +262,12 @@ def test_find_rules():
 def test_quick_find_agrees_with_the_scan(sessions, two_maps):
     new = sessions.new(two_maps, name=uniq("q"), cmd=("sh", "-c", "sleep 300 & wait"))
     tc = sessions.tc(two_maps, cmd=("sh", "-c", "sleep 300 & wait"))
-    full = discover.scan(run_dir=sessions.run_dir)
+
+    def both():  # tc exec holds the maps before it execs; BPF_NUM_MAPS comes with the exec
+        found = discover.scan(run_dir=sessions.run_dir)
+        return found if {new.id, tc.id} <= {x.id for x in found} else None
+
+    full = wait_for(both, what="both sessions in a scan")
     env = {"BPFSESSION_RUN_DIR": sessions.run_dir}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

@@ -19,12 +19,11 @@ pytest_plugins = ["tests.new_fixtures"]
 
 
 def _mounts(pid: int | str = "self") -> list[tuple[str, str]]:
-    out = []
-    with open(f"/proc/{pid}/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            out.append((fields[4], fields[fields.index("-") + 1]))
-    return out
+    """The mount table, without the namespaces and pins other tests add meanwhile."""
+    from bpfsession.kernel import proc as procfs
+
+    return [(point, fstype) for point, fstype in procfs.mounts(f"/proc/{pid}/mountinfo")
+            if not point.startswith(("/run/netns/", "/tmp/"))]
 
 
 @pytest.fixture
@@ -62,7 +61,7 @@ def test_pinned_map_visible_at_the_same_path_inside(launch, make_map, netns, uds
 
 
 def test_ip_netns_exec_hides_what_we_keep(netns, pinned_map):
-    """The trap from FACTS.md, checked: plain `ip netns exec` loses the host's pins."""
+    """The trap docs/new.md describes, checked: plain `ip netns exec` loses the host's pins."""
     res = run(["ip", "netns", "exec", netns, "ls", "/sys/fs/bpf"], check=False)
     assert os.path.basename(pinned_map[0]) not in res.stdout
 

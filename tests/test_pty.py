@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import pexpect
 import pytest
 
-from tests.helpers import wait_for, wait_for_socket
+from tests.helpers import in_foreground, wait_for, wait_for_socket
 from tests.new_helpers import send, wait_entry
 
 PROMPT = "BS> "
@@ -51,14 +50,16 @@ def test_interactive_shell_job_control_and_ctrl_c(spawned, term_env, make_map, u
     sh.sendline(SET_PROMPT)
     sh.expect_exact(PROMPT)
     assert "no job control" not in sh.before
-    sh.sendline("sleep 100 &")
+    sh.sendline("sleep 100 & echo job=$!")
+    sh.expect(r"job=(\d+)")
+    job = int(sh.match.group(1))
     sh.expect_exact(PROMPT)
     sh.sendline("jobs")
     sh.expect(r"\[1\]\+\s+Running\s+sleep 100 &")
     sh.expect_exact(PROMPT)
     sh.sendline("fg")
     sh.expect_exact("sleep 100")
-    time.sleep(0.3)  # bash hands the terminal to the job after echoing it
+    wait_for(lambda: in_foreground(job), what="bash handing the terminal to the job")
     sh.sendintr()  # Ctrl-C: reaches the foreground job, not the supervisor
     sh.expect_exact(PROMPT)
     assert sh.isalive()
@@ -104,8 +105,8 @@ def test_ctrl_z_stops_the_session_and_fg_resumes_it(spawned, term_env, make_map,
     assert _state(entry["pid"]) == "T" and _state(entry["supervisor"]) == "T"
     sh.sendline("fg")
     sh.expect_exact("bpfsession")
-    wait_for(lambda: _state(entry["pid"]) == "S", what="sleep resumed")
-    time.sleep(0.2)
+    wait_for(lambda: _state(entry["pid"]) == "S" and in_foreground(entry["pid"]),
+             what="sleep resumed in the foreground")
     sh.sendintr()
     sh.expect_exact(PROMPT)
     sh.sendline("echo status=$?")

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from bpfsession import session, wire
 from bpfsession.errors import BpfSessionError
 from bpfsession.kernel import bpf
-from tests.helpers import wait_for_socket
 from tests.new_helpers import live_fds
 
 
@@ -74,10 +73,16 @@ noise = st.tuples(
 datagram = st.one_of(coherent(), coherent(), coherent(), noise)
 
 
-def _send_all(path: str, grams, pool) -> None:
-    wait_for_socket(path)
+def _send_all(path: str, grams, pool, done: threading.Event) -> None:
+    # The receiver may time out (0.1 s) before a loaded machine runs this thread at all.
+    while not os.path.exists(path):
+        if done.wait(0.001):
+            return
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.connect(path)
+        try:
+            s.connect(path)
+        except OSError:
+            return  # it timed out between the check and the connect
         for data, fdspec, forged in grams:
             fds = [pool[k][i % len(pool[k])] for k, i in fdspec]
             anc = []
@@ -99,7 +104,8 @@ def test_arbitrary_datagrams(pool, grams):
     path = os.path.join(d, "u")
     refused: list[str] = []
     before = live_fds()
-    sender = threading.Thread(target=_send_all, args=(path, grams, pool))
+    done = threading.Event()
+    sender = threading.Thread(target=_send_all, args=(path, grams, pool, done))
     sender.start()
     try:
         handoff = session.receive(session.Config(uds=path, timeout=0.1), refused.append)
@@ -114,6 +120,7 @@ def test_arbitrary_datagrams(pool, grams):
         finally:
             handoff.close()
     finally:
+        done.set()
         sender.join()
         shutil.rmtree(d)
     assert all(r.startswith("refused a datagram from pid") for r in refused)

@@ -7,13 +7,16 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from bpfsession import registry, wire
+from bpfsession import registry
+from bpfsession.errors import BpfSessionError
 from bpfsession.kernel import bpf
+from bpfsession.kernel import proc as procfs
 from tests.helpers import wait_for
 from tests.new_helpers import children_of, finish, gone, send, wait_entry
 
@@ -80,13 +83,15 @@ def test_init_ends_lingering_descendants_after_the_grace(launch, make_map, uds, 
     assert gone(polite) and gone(stubborn)
 
 
-def _recv_maps(path: str) -> tuple[list[bytes], list[int]]:
+def _request(path: str, request: bytes) -> tuple[list[bytes], list[int]]:
+    """One raw exchange on a control socket: every message until the hang-up, and fds."""
     payloads, fds = [], []
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
         s.connect(path)
         s.settimeout(5)
+        s.send(request)
         while True:
-            data, anc, _, _ = s.recvmsg(wire.MAX_DATAGRAM, socket.CMSG_SPACE(64 * 4))
+            data, anc, _, _ = s.recvmsg(1 << 20, socket.CMSG_SPACE(253 * 4))
             if not data:
                 return payloads, fds
             payloads.append(data)
@@ -96,28 +101,34 @@ def _recv_maps(path: str) -> tuple[list[bytes], list[int]]:
 
 
 def test_control_socket_hands_out_the_maps(launch, make_map, uds, run_dir):
-    maps = [make_map("array", 4, 8, 1) for _ in range(70)]  # two messages
-    ids = list(range(100, 170))
+    maps = [make_map("array", 4, 8, 1) for _ in range(300)]  # two fd messages
+    ids = list(range(100, 400))
     proc = launch("imp", uds, "run", "sleep", "30")
     send(uds, maps, ids=ids, obj="ctlobj")
     entry = wait_entry(run_dir)
     slow = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    slow.connect(entry["control"])  # never reads: must not hold up the next client
-    payloads, fds = _recv_maps(entry["control"])
+    slow.connect(entry["control"])  # never asks: must not hold up the next client
+    payloads, fds = _request(entry["control"], b'{"v": 1, "op": "attach"}')
     try:
-        assert len(payloads) == 2
-        got = []
-        for p in payloads:
-            head, ents = wire.unpack(p)
-            assert (head.total, head.obj) == (70, "ctlobj")
-            got += ents
-        assert [e.id for e in got] == ids
-        assert all((e.type, e.size_key, e.size_value, e.max_elem) == (2, 4, 8, 1) for e in got)
+        assert payloads[1:] == [b"F", b"F"]
+        reply = json.loads(payloads[0])
+        assert (reply["v"], reply["ok"], reply["obj"]) == (1, True, "ctlobj")
+        got = reply["maps"]
+        assert [m["id"] for m in got] == ids
+        assert all((m["type"], m["size_key"], m["size_value"], m["max_elem"]) == (2, 4, 8, 1)
+                   for m in got)
         assert [bpf.map_info(fd).id for fd in fds] == [bpf.map_info(fd).id for fd in maps]
     finally:
         for fd in fds:
             os.close(fd)
         slow.close()
+    for bad, error in ((b'{"v": 2, "op": "attach"}', "request version 2 not understood"),
+                       (b'{"v": 1, "op": "steal"}', "unknown request 'steal'"),
+                       (b"[[[", "not a request")):
+        payloads, fds = _request(entry["control"], bad)
+        assert fds == [] and len(payloads) == 1
+        reply = json.loads(payloads[0])
+        assert reply["ok"] is False and reply["error"].startswith(error), reply
     os.kill(entry["pid"], signal.SIGTERM)
     assert finish(proc)[0] == 143
     assert not os.path.exists(entry["control"])
@@ -134,11 +145,8 @@ def test_control_socket_refuses_other_uids(launch, make_map, uds, run_dir):
         try:
             os.setgid(65534)
             os.setuid(65534)
-            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-                s.connect(entry["control"])
-                s.settimeout(5)
-                data, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(64 * 4))
-                os.write(w, data + f" fds={len(anc)}".encode())
+            payloads, fds = _request(entry["control"], b'{"v": 1, "op": "attach"}')
+            os.write(w, json.dumps([payloads[0].decode(), len(payloads), fds]).encode())
             os._exit(0)
         except BaseException as err:
             os.write(w, repr(err).encode())
@@ -147,8 +155,10 @@ def test_control_socket_refuses_other_uids(launch, make_map, uds, run_dir):
     answer = os.read(r, 4096).decode()
     os.close(r)
     assert os.waitpid(pid, 0)[1] == 0, answer
-    assert answer == ("ERR uid 65534 may not attach: not root, the session's owner or an "
-                      "--allow-uid fds=0")
+    reply, messages, fds = json.loads(answer)
+    assert (messages, fds) == (1, [])
+    assert json.loads(reply) == {"v": 1, "ok": False, "error": "uid 65534 may not attach: "
+                                 "not root, the session's owner or an --allow-uid"}
     os.kill(entry["pid"], signal.SIGTERM)
     assert finish(proc)[0] == 143
 
@@ -167,30 +177,45 @@ def test_killed_supervisor_leaves_a_stale_entry_that_prune_removes(launch, make_
     os.kill(entry["pid"], signal.SIGKILL)
 
 
+def _entry(sid: str, name: str, supervisor: int, start: int | None, second: int) -> dict:
+    return {"id": sid, "name": name, "pid": supervisor, "supervisor": supervisor,
+            "supervisor_start": start, "uid": os.getuid(), "obj": "o", "command": ["sh"],
+            "started": f"2026-01-01T00:00:0{second}+00:00", "maps": []}
+
+
 def test_registry_write_read_prune(tmp_path):
     d = str(tmp_path)
     old = os.umask(0o077)
     try:
-        registry.write(d, {"id": "aaaa0001", "name": "me", "supervisor": os.getpid(),
-                           "supervisor_start": registry.start_time(os.getpid()),
-                           "started": "2026-01-01T00:00:00+00:00"})
+        registry.write(d, _entry("aaaa0001", "me", os.getpid(),
+                                 procfs.start_time(os.getpid()), 0))
     finally:
         os.umask(old)
     assert os.stat(tmp_path / "aaaa0001.json").st_mode & 0o777 == 0o644
-    registry.write(d, {"id": "bbbb0002", "name": "dead", "supervisor": 2 ** 22 + 1,
-                       "control": registry.control_path(d, "bbbb0002"),
-                       "started": "2026-01-01T00:00:01+00:00"})
+    registry.write(d, {**_entry("bbbb0002", "dead", 2 ** 22 + 1, None, 1),
+                       "control": registry.control_path(d, "bbbb0002")})
     (tmp_path / "bbbb0002.ctl").touch()
-    registry.write(d, {"id": "cccc0003", "name": "reused", "supervisor": os.getpid(),
-                       "supervisor_start": 1, "started": "2026-01-01T00:00:02+00:00"})
+    registry.write(d, _entry("cccc0003", "reused", os.getpid(), 1, 2))
     (tmp_path / "junk.json").write_text("{not json")
     (tmp_path / "half.json.123.tmp").write_text("{}")
     assert [e["id"] for e in registry.read_all(d)] == ["aaaa0001", "bbbb0002", "cccc0003"]
-    assert registry.pick_name(d, None, "me") == "me-2"
-    assert registry.pick_name(d, None, "dead") == "dead"
     assert sorted(registry.prune(d)) == ["bbbb0002", "cccc0003"]
     assert sorted(os.listdir(d)) == ["aaaa0001.json", "half.json.123.tmp", "junk.json"]
     assert json.loads((tmp_path / "aaaa0001.json").read_text())["name"] == "me"
+
+
+def test_name_claims(tmp_path):
+    d = str(tmp_path)
+    me = registry.claim(d, None, "me", os.getpid())
+    assert me.name == "me" and registry.claim(d, None, "me", os.getpid()).name == "me-2"
+    with pytest.raises(BpfSessionError, match="already named 'me'"):
+        registry.claim(d, "me", "me", os.getpid())
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    registry.claim(d, "gone", "gone", dead.pid)  # its claimant exits: the claim is stale
+    assert registry.claim(d, "gone", "gone", os.getpid()).name == "gone"
+    me.release()
+    assert registry.claim(d, "me", "me", os.getpid()).name == "me"
 
 
 def test_control_socket_path_too_long_warns_and_registers(launch, make_map, uds, short_tmp):

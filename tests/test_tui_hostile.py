@@ -11,7 +11,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bpfsession.discover import Session, SessionMap, SessionProcess
+from bpfsession.model import Session, SessionMap, SessionProcess
 from tests.test_tui_keys import until
 from tests.tui_screen import screen_lines, screen_text
 from tui.app import BpfSessionApp

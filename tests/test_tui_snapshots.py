@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from bpfsession.discover import Session, SessionMap, SessionProcess
+from bpfsession.model import Session, SessionMap, SessionProcess
 from tui.app import BpfSessionApp
 from tui.source import FixedSource
 

@@ -24,8 +24,8 @@ from textual.app import App, SuspendNotSupported, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from bpfsession.discover import Session, SessionMap
 from bpfsession.errors import BpfSessionError
+from bpfsession.model import Session, SessionMap
 from bpfsession.printable import printable
 from tui import rows, source
 from tui.messages import ActionDone, ActionFailed, AttachChecked

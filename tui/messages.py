@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from bpfsession.discover import Session
+from bpfsession.model import Session
 from tui.rows import MapRows, SessionRow
 
 

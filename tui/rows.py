@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bpfsession.discover import Session, SessionMap, SessionProcess
+from bpfsession.model import Session, SessionMap, SessionProcess
 from bpfsession.printable import printable
 
 SESSION_COLUMNS = (("name", "NAME"), ("pid", "PID"), ("netns", "NETNS"), ("obj", "OBJ"),

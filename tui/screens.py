@@ -24,8 +24,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from bpfsession.discover import Session, SessionMap
 from bpfsession.errors import BpfSessionError
+from bpfsession.model import Session, SessionMap
 from bpfsession.printable import printable
 from tui import rows
 from tui.messages import MapRead, MapReadFailed, ScanFailed, SessionsScanned

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bpfsession.discover import Session, SessionMap
 from bpfsession.errors import BpfSessionError
+from bpfsession.model import Session, SessionMap
 from tui.rows import MapRows, map_title
 
 ENTRY_LIMIT = 100  # entries the map view shows

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from bpfsession.discover import Session, SessionMap
+from bpfsession.model import Session, SessionMap
 from tui import rows
 
 # Past this many removals a clear-and-refill is cheaper than DataTable.remove_row, which

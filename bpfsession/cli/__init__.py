@@ -108,7 +108,9 @@ def report_error(err: BpfSessionError, as_json: bool) -> None:
         import json
 
         print(json.dumps({"error": err.hint}, separators=(",", ":")))
-    sys.stderr.write(f"bpfsession: {err.hint}\n")
+    from bpfsession.printable import printable  # hints quote names from outside
+
+    sys.stderr.write(f"bpfsession: {printable(err.hint)}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import os
 import sys
 
 from bpfsession.cli import seconds
+from bpfsession.cli.command import split_run
 from bpfsession.errors import BpfSessionError
 
 _FOREVER = 1e9  # seconds (31 years): a --timeout this long is no timeout
@@ -109,15 +110,9 @@ def parse_rest(rest: list[str], env_uds: str | None) -> tuple[str, list[str] | N
         uds, rest = rest[1], rest[2:]
     elif env_uds:
         uds = env_uds
-    command = None
-    if rest:
-        if rest[0] != "run":
-            where = "after UDS" if uds and uds != env_uds else "here"
-            raise BpfSessionError(f"unexpected '{rest[0]}' {where}: expected "
-                                  "`imp UDS [run CMD [ARG...]]` (options go before `imp`)")
-        command = rest[1:]
-        if not command or not command[0]:
-            raise BpfSessionError("`run` needs a command: run CMD [ARG...]")
+    where = "after UDS" if uds and uds != env_uds else "here"
+    command = split_run(rest, where, "imp UDS [run CMD [ARG...]]",
+                        " (options go before `imp`)")
     if uds is None:
         raise BpfSessionError("no socket given: use `imp UDS` or set BPFSESSION_IMPORT")
     return uds, command
@@ -162,7 +157,7 @@ def config_from(args, environ=os.environ):
         name=args.name or environ.get("BPFSESSION_NAME") or None,
         netns=args.netns or environ.get("BPFSESSION_NETNS") or None,
         timeout=timeout, allow_uids=tuple(args.allow_uid), exec_=args.exec_,
-        init=args.init, keep_caps=keep_caps, no_new_privs=args.no_new_privs,
+        as_init=args.init, keep_caps=keep_caps, no_new_privs=args.no_new_privs,
         grace=init.DEFAULT_GRACE if grace is None else grace,
     )
 

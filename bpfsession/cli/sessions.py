@@ -94,18 +94,18 @@ def _watch(interval: float, args, filters: dict[str, str]) -> int:
 
 
 def _print_list(sessions, args, filters: dict[str, str], lines: bool = False) -> None:
-    from bpfsession import discover
+    from bpfsession import model
     from bpfsession.cli import print_json, table
 
     sessions = [s for s in sessions if table.matches(s, filters)]
     if args.json:
         # A stream (--watch) prints one compact document a line, even under -p.
-        print_json([discover.session_json(s) for s in sessions], None if lines else args)
+        print_json([model.session_json(s) for s in sessions], None if lines else args)
         return
     rows = [("ID", "NAME", "PID", "SUPERVISOR", "NETNS", "OBJ", "MAPS", "PROCS", "STARTED")]
     for s in sessions:
-        rows.append((s.id, s.name, str(s.pid), str(s.supervisor or "-"), s.netns or "-",
-                     s.obj or "-", str(len(s.maps)), str(len(s.processes)),
+        rows.append((_p(s.id), _p(s.name), str(s.pid), str(s.supervisor or "-"), _netns(s),
+                     _p(s.obj) or "-", str(len(s.maps)), str(len(s.processes)),
                      _when(s.started)))
     if len(rows) == 1:
         if not lines and not args.quiet:
@@ -118,8 +118,26 @@ def _print_list(sessions, args, filters: dict[str, str], lines: bool = False) ->
 LIST_CUTTABLE = frozenset({1, 4, 5})  # NAME, NETNS, OBJ: cut on a narrow terminal
 
 
+def _p(text: str | None) -> str:
+    """An outside string (a sender's obj, a name, a command line) safe for a terminal."""
+    from bpfsession.printable import printable
+
+    return printable(text) if text else ""
+
+
+def _netns(s) -> str:
+    """`-` for the host's, `?` when not ours to know."""
+    if not s.netns_known:
+        return "?"
+    return _p(s.netns) or "-"
+
+
+def _unknown(value) -> str:
+    return "?" if value is None else str(value)
+
+
 def _when(started: str | None) -> str:
-    return started[:19].replace("T", " ") if started else "-"
+    return _p(started[:19].replace("T", " ")) if started else "-"
 
 
 def _table(rows: list[tuple[str, ...]], indent: str = "") -> None:
@@ -132,14 +150,14 @@ def _table(rows: list[tuple[str, ...]], indent: str = "") -> None:
 
 
 def run_show(args) -> int:
-    from bpfsession import discover
+    from bpfsession import discover, model
 
     s = discover.find(args.session)
     if args.json:
         from bpfsession import progs
         from bpfsession.cli import print_json
 
-        print_json(progs.annotate(discover.session_json(s)), args)
+        print_json(progs.annotate(model.session_json(s)), args)
         return 0
     _print_session(s)
     _print_progs(s)
@@ -149,27 +167,29 @@ def run_show(args) -> int:
 def _print_session(s) -> None:
     import shlex
 
-    print(f"session {s.id}  name {s.name}  obj {s.obj or '-'}")
+    print(f"session {_p(s.id)}  name {_p(s.name)}  obj {_p(s.obj) or '-'}")
     print(f"\tpid {s.pid}  supervisor {s.supervisor or '-'}  uid {s.uid}  "
-          f"netns {s.netns or '-'}  started {_when(s.started)}")
-    print(f"\tcommand {shlex.join(s.command) if s.command else '-'}")
+          f"netns {_netns(s)}  started {_when(s.started)}")
+    print(f"\tcommand {_p(shlex.join(s.command)) if s.command else '-'}")
     if s.registered:
         allowed = ",".join(str(u) for u in s.allow_uids) or "-"
-        print(f"\tsocket {s.socket or '-'}  control {s.control or '-'}  allow_uids {allowed}")
+        print(f"\tsocket {_p(s.socket) or '-'}  control {_p(s.control) or '-'}  "
+              f"allow_uids {allowed}")
     else:
         print("\tno supervisor: attach takes the maps from the root process (pidfd_getfd)")
     print("maps:")
     rows = [("FD", "ID", "NAME", "TYPE", "KEY", "VALUE", "MAX", "MEMLOCK", "FROZEN", "ENV")]
     for m in s.maps:
-        rows.append((str(m.fd), str(m.id), m.name or "-", m.type, str(m.key_size),
-                     str(m.value_size), str(m.max_entries), str(m.memlock),
-                     "yes" if m.frozen else "no", " ".join(m.env) or "-"))
+        frozen = "?" if m.frozen is None else "yes" if m.frozen else "no"
+        rows.append((str(m.fd), str(m.id), _p(m.name) or "-", _p(m.type), str(m.key_size),
+                     str(m.value_size), str(m.max_entries), _unknown(m.memlock), frozen,
+                     _p(" ".join(m.env)) or "-"))
     _table(rows, "\t")
     print("processes:")
     rows = [("PID", "PPID", "COMM", "MAP FDS", "CMDLINE")]
     for p in s.processes:
         fds = ",".join(str(fd) for fd in sorted(p.map_fds)) or "-"
-        rows.append((str(p.pid), str(p.ppid), p.comm, fds, shlex.join(p.cmdline) or "-"))
+        rows.append((str(p.pid), str(p.ppid), _p(p.comm), fds, _p(shlex.join(p.cmdline)) or "-"))
     _table(rows, "\t")
 
 
@@ -192,20 +212,10 @@ def _print_progs(s) -> None:
 
 def run_attach(args) -> int:
     from bpfsession import attach
-    from bpfsession.errors import BpfSessionError
+    from bpfsession.cli.command import split_run
 
-    rest = list(args.rest)
-    if rest and rest[0] == "--":
-        rest = rest[1:]
-    command: list[str] | None = None
-    if rest:
-        if rest[0] != "run":
-            raise BpfSessionError(f"unexpected {rest[0]!r} after SESSION: use "
-                                  "`bpfsession attach SESSION [run CMD [ARG...]]`")
-        command = rest[1:]
-        if not command:
-            raise BpfSessionError("`run` needs a command: `bpfsession attach SESSION run "
-                                  "CMD [ARG...]`")
+    command = split_run(args.rest, "after SESSION",
+                        "bpfsession attach SESSION [run CMD [ARG...]]")
     keep_caps = None
     if args.keep_caps is not None:
         from bpfsession import caps

@@ -9,9 +9,11 @@ by the caller.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 from bpfsession.errors import KernelError
+from bpfsession.kernel import libc
 from bpfsession.kernel.types import (  # noqa: F401  (re-exported: bpf.MapInfo etc.)
     MAP_TYPE_NAMES,
     MAP_TYPES,
@@ -42,9 +44,7 @@ BPF_BTF_LOAD = 18
 BPF_BTF_GET_FD_BY_ID = 19
 BPF_MAP_FREEZE = 22
 BPF_MAP_LOOKUP_BATCH = 24
-BPF_MAP_LOOKUP_AND_DELETE_BATCH = 25
 BPF_MAP_UPDATE_BATCH = 26
-BPF_MAP_DELETE_BATCH = 27
 
 _CMD_NAMES = {v: k for k, v in globals().items() if k.startswith("BPF_") and isinstance(v, int)}
 
@@ -53,9 +53,6 @@ BPF_ANY = 0
 BPF_NOEXIST = 1
 BPF_EXIST = 2
 BPF_F_RDONLY = 1 << 3
-BPF_F_WRONLY = 1 << 4
-BPF_F_RDONLY_PROG = 1 << 7
-BPF_F_WRONLY_PROG = 1 << 8
 
 class _MapCreateAttr(ctypes.Structure):
     _fields_ = [
@@ -186,21 +183,17 @@ class _BtfInfo(ctypes.Structure):
     ]
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-_syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint]
+_syscall = libc.function("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_int,
+                         ctypes.c_void_p, ctypes.c_uint)
 _machine = os.uname().machine  # not `platform`: it costs start-up time
 _nr_bpf = _NR_BPF.get(_machine)
 
 
 def _bpf(cmd: int, attr: ctypes.Structure, detail: str = "") -> int:
     if _nr_bpf is None:
-        raise KernelError(38, "bpf", f"no bpf(2) syscall number known for {_machine}")
+        raise KernelError(errno.ENOSYS, "bpf", f"no bpf(2) syscall number known for {_machine}")
     ret = _syscall(_nr_bpf, cmd, ctypes.addressof(attr), ctypes.sizeof(attr))
-    if ret < 0:
-        raise KernelError(ctypes.get_errno(), _CMD_NAMES.get(cmd, f"bpf cmd {cmd}"), detail)
-    return ret
+    return libc.check(ret, _CMD_NAMES.get(cmd, f"bpf cmd {cmd}"), detail)
 
 
 def _addr(buf) -> int:
@@ -259,7 +252,7 @@ def map_lookup_elem(fd: int, key: bytes, value: bytearray, flags: int = 0) -> bo
     try:
         _bpf(BPF_MAP_LOOKUP_ELEM, attr)
     except KernelError as err:
-        if err.errno == 2:
+        if err.errno == errno.ENOENT:
             return False
         raise
     return True
@@ -282,7 +275,7 @@ def map_delete_elem(fd: int, key: bytes) -> bool:
     try:
         _bpf(BPF_MAP_DELETE_ELEM, attr)
     except KernelError as err:
-        if err.errno == 2:
+        if err.errno == errno.ENOENT:
             return False
         raise
     return True
@@ -297,7 +290,7 @@ def map_get_next_key(fd: int, key: bytes | None, next_key: bytearray) -> bool:
     try:
         _bpf(BPF_MAP_GET_NEXT_KEY, attr)
     except KernelError as err:
-        if err.errno == 2:
+        if err.errno == errno.ENOENT:
             return False
         raise
     return True
@@ -321,7 +314,7 @@ def map_lookup_batch(fd: int, in_batch: bytearray | None, out_batch: bytearray,
     try:
         _bpf(BPF_MAP_LOOKUP_BATCH, attr)
     except KernelError as err:
-        if err.errno == 2:
+        if err.errno == errno.ENOENT:
             return attr.count, True
         raise
     return attr.count, False
@@ -385,7 +378,7 @@ def _next_id(cmd: int, start: int) -> int | None:
     try:
         _bpf(cmd, attr)
     except KernelError as err:
-        if err.errno == 2:
+        if err.errno == errno.ENOENT:
             return None
         raise
     return attr.next_id
@@ -395,13 +388,6 @@ def map_ids() -> list[int]:
     """Every map id on the system (BPF_MAP_GET_NEXT_ID walk)."""
     ids, cur = [], 0
     while (cur := _next_id(BPF_MAP_GET_NEXT_ID, cur)) is not None:
-        ids.append(cur)
-    return ids
-
-
-def prog_ids() -> list[int]:
-    ids, cur = [], 0
-    while (cur := _next_id(BPF_PROG_GET_NEXT_ID, cur)) is not None:
         ids.append(cur)
     return ids
 

@@ -14,7 +14,7 @@ import ctypes
 import fcntl
 import os
 
-from bpfsession.errors import KernelError
+from bpfsession.kernel import libc
 
 # include/uapi/linux/sched.h
 CLONE_NEWNS = 0x00020000
@@ -40,33 +40,13 @@ MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
 # include/uapi/linux/nsfs.h: _IO(0xb7, 0x3), answers the CLONE_NEW* type of an nsfs fd.
 NS_GET_NSTYPE = 0xB703
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-_setns = _libc.setns
-_setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_setns.restype = ctypes.c_int
-
-_unshare = _libc.unshare
-_unshare.argtypes = [ctypes.c_int]
-_unshare.restype = ctypes.c_int
-
-_mount = _libc.mount
-_mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                   ctypes.c_void_p]
-_mount.restype = ctypes.c_int
-
-_umount2 = _libc.umount2
-_umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_umount2.restype = ctypes.c_int
-
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-
-
-def _check(ret: int, name: str, detail: str = "") -> int:
-    if ret < 0:
-        raise KernelError(ctypes.get_errno(), name, detail)
-    return ret
+_setns = libc.function("setns", ctypes.c_int, ctypes.c_int, ctypes.c_int)
+_unshare = libc.function("unshare", ctypes.c_int, ctypes.c_int)
+_mount = libc.function("mount", ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
+                       ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p)
+_umount2 = libc.function("umount2", ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+_syscall = libc.function("syscall", ctypes.c_long)  # variadic: callers pass ctypes values
+_check = libc.check
 
 
 def _b(path: str | None) -> bytes | None:

@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import ctypes
 
-from bpfsession.errors import KernelError
+from bpfsession.kernel import libc
 
 NR_PIDFD_OPEN = 434
 NR_PIDFD_GETFD = 438
 
-# A CDLL of our own: its `syscall` function object (and argtypes) is not bpf.py's.
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-_syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long]
+_syscall = libc.function("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long,
+                         ctypes.c_long)
 
 
 def _call(nr: int, name: str, detail: str, a: int, b: int = 0, c: int = 0) -> int:
-    ret = _syscall(nr, a, b, c)
-    if ret < 0:
-        raise KernelError(ctypes.get_errno(), name, detail)
-    return ret
+    return libc.check(_syscall(nr, a, b, c), name, detail)
 
 
 def pidfd_open(pid: int, flags: int = 0) -> int:
