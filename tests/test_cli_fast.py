@@ -217,14 +217,15 @@ _WORDS = ["-j", "--json", "-h", "--", "run", "imp", "import", "/tmp/u", "s1", "4
 _argv = st.lists(st.one_of(st.sampled_from(_WORDS), st.text(max_size=6)), max_size=8)
 
 
-def _argparse(verb: str, argv: list[str]):
-    """argparse's Namespace, or None where it refuses (it exits)."""
+def _parsed(argv: list[str], fast: bool):
+    """The Namespace of `bpfsession ARGV` (global options taken out first, as main does),
+    or None where the grammar refuses it (argparse exits)."""
     import contextlib
     import io
 
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         try:
-            return build_parser(verb).parse_args([verb, *argv])
+            return parse_args(argv, fast=fast)
         except SystemExit:
             return None
 
@@ -232,9 +233,10 @@ def _argparse(verb: str, argv: list[str]):
 @settings(max_examples=1500, deadline=None)
 @given(verb=st.sampled_from(["new", "list", "show", "attach"]), argv=_argv)
 def test_fast_paths_agree_with_the_grammar(verb, argv):
-    fast = (fast_parse if verb == "new" else sessions.fast_parse)(verb, argv)
+    fast = _parsed([verb, *argv], fast=True)
+    slow = _parsed([verb, *argv], fast=False)
     if fast is None:
-        return  # argparse parses it, errors and all
-    slow = _argparse(verb, argv)
+        assert slow is None  # the fast path handed it to argparse, which refused it
+        return
     assert slow is not None, f"the fast path accepted {argv!r}, argparse refuses it"
     assert repr(sorted(vars(fast).items())) == repr(sorted(vars(slow).items()))  # nan == nan
