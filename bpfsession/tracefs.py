@@ -27,19 +27,9 @@ MOUNT_HINT = "mount -t tracefs nodev /sys/kernel/tracing"
 
 def mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     """Where tracefs is mounted in this mount namespace (debugfs's tracing automount too)."""
-    from bpfsession.netns import _unescape
+    from bpfsession.kernel import proc
 
-    found = []
-    with open(mountinfo) as f:
-        for line in f:
-            fields = line.split()
-            try:
-                fstype = fields[fields.index("-") + 1]
-            except (ValueError, IndexError):
-                continue
-            if fstype == "tracefs":
-                found.append(_unescape(fields[4]))
-    return found
+    return [point for point, fstype in proc.mounts(mountinfo) if fstype == "tracefs"]
 
 
 def open_root() -> tuple[int, str]:

@@ -16,7 +16,9 @@ def send(uds: str, fds: list[int], ids: list[int] | None = None, obj: str = "tes
     """Send real map fds the way iproute2 does (entry ids 0..n-1 unless given)."""
     ids = list(range(len(fds))) if ids is None else ids
     wait_for_socket(uds)
-    wire.send_maps(uds, obj, [(wire.MapEntry(id=i), fd) for i, fd in zip(ids, fds, strict=True)])
+    # Whoever bound it (a test may run the receiver as another user) is meant to get them.
+    wire.send_maps(uds, obj, [(wire.MapEntry(id=i), fd) for i, fd in zip(ids, fds, strict=True)],
+                   to_uids=[os.stat(uds).st_uid])
 
 
 def finish(proc: subprocess.Popen, timeout: float = 20) -> tuple[int, str, str]:

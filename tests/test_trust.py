@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from types import SimpleNamespace
 
 import pytest
 
@@ -361,8 +362,9 @@ def test_any_registry_content_and_strings_never_break_list_or_show(child, docs):
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             found = discover.scan(run_dir=d)
-            cli._print_list(found, False)
-            cli._print_list(found, False, lines=True)
+            plain = SimpleNamespace(json=False, pretty=False, quiet=False, no_headers=False)
+            cli._print_list(found, plain, {})
+            cli._print_list(found, plain, {}, lines=True)
             for s in found:
                 cli._print_session(s)
         assert not _raw_controls(out.getvalue())

@@ -384,12 +384,21 @@ def _next_id(cmd: int, start: int) -> int | None:
     return attr.next_id
 
 
-def map_ids() -> list[int]:
-    """Every map id on the system (BPF_MAP_GET_NEXT_ID walk)."""
+def _ids(cmd: int) -> list[int]:
     ids, cur = [], 0
-    while (cur := _next_id(BPF_MAP_GET_NEXT_ID, cur)) is not None:
+    while (cur := _next_id(cmd, cur)) is not None:
         ids.append(cur)
     return ids
+
+
+def map_ids() -> list[int]:
+    """Every map id on the system (BPF_MAP_GET_NEXT_ID walk)."""
+    return _ids(BPF_MAP_GET_NEXT_ID)
+
+
+def prog_ids() -> list[int]:
+    """Every program id on the system (BPF_PROG_GET_NEXT_ID walk)."""
+    return _ids(BPF_PROG_GET_NEXT_ID)
 
 
 def _info(fd: int, info: ctypes.Structure) -> None:
