@@ -1,0 +1,285 @@
+"""images/Dockerfile built and run by a real container engine (podman), as docs/container.md
+and docs/kubernetes.md say.
+
+No registry is reachable here, so the base is made from Debian packages by
+scripts/build-base-image.sh (the documented air-gapped route) and the image is built from
+this checkout's source. This machine's podman settings (runc, lower rlimits, the host's CA
+bundle during builds) live in the containers.conf that CONTAINERS_CONF points at, so every
+podman command below is the docs' command, unchanged.
+
+Kept between runs as a build cache: the base image and the images tagged `test-cache`
+(a second run only rebuilds the layers after the source COPY). Everything else the tests
+make (containers, pods, tags, pins, bpffs mounts) is removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, bpfsession, run, uniq, wait_for, wait_for_socket
+
+# Building the images on a fresh machine takes a few minutes; the default is two.
+pytestmark = pytest.mark.timeout(420)
+
+PROFILE = ROOT / "images" / "seccomp-bpf.json"
+BASE = "localhost/bpfsession-base:bookworm"
+CACHE = "localhost/bpfsession:test-cache"
+LOADER_CACHE = "localhost/counter-loader:test-cache"
+K8S = ROOT / "docs" / "k8s"
+
+# This machine's podman settings (not the docs'): crun refuses the hybrid cgroup layout, the
+# default rlimits cannot be raised here, and TLS to the package index goes through a proxy
+# that only the host's CA bundle trusts (mounted into every build step and container).
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+volumes = ["/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro"]
+
+[engine]
+runtime = "runc"
+"""
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The environment podman runs with; skips only where podman cannot run at all."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed (scripts/setup.sh installs it)")
+    d = Path(tempfile.mkdtemp(prefix="bsctr", dir="/tmp"))
+    conf = d / "containers.conf"
+    conf.write_text(CONTAINERS_CONF)
+    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+    res = subprocess.run(["podman", "info"], env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        shutil.rmtree(d)
+        pytest.skip(f"podman cannot run here: {res.stderr.strip().splitlines()[-1:]}")
+    yield env
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def podman(env, *args: str, check: bool = True, timeout: float = 60):
+    return run(["podman", *args], check=check, env=env, timeout=timeout)
+
+
+def _build(env, *args: str) -> str:
+    """`podman build ARGS` -> the image id (the tag may move: another run may build too)."""
+    with tempfile.NamedTemporaryFile(prefix="bsiid", dir="/tmp") as iid:
+        podman(env, "build", "--iidfile", iid.name, *args, timeout=400)
+        return Path(iid.name).read_text().strip().removeprefix("sha256:")
+
+
+@pytest.fixture(scope="session")
+def images(engine, bpf_build_dir):
+    """(agent image, loader image): unique tags for this run over the cached builds."""
+    # One build at a time on this machine: concurrent runs share the cache tags.
+    with open("/run/lock/bpfsession-container-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if podman(engine, "image", "exists", BASE, check=False).returncode != 0:
+            run(["bash", str(ROOT / "scripts" / "build-base-image.sh"), BASE], env=engine,
+                timeout=400)
+        agent_id = _build(engine, "-f", "images/Dockerfile", "--build-arg",
+                          f"PYTHON_IMAGE={BASE}", "-t", CACHE, str(ROOT))
+        loader_id = _build(engine, *_loader_context(bpf_build_dir, agent_id))
+    tags = (f"localhost/{uniq('bsagent')}:test", f"localhost/{uniq('bsloader')}:test")
+    for image_id, tag in zip((agent_id, loader_id), tags, strict=True):
+        podman(engine, "tag", image_id, tag)
+    yield tags
+    for tag in tags:
+        podman(engine, "untag", tag, tag, check=False)  # only this name: others stay
+
+
+def _loader_context(build_dir: Path, agent_image: str) -> list[str]:
+    """The loader image of docs/kubernetes.md: the bpfsession image, iproute2, the object."""
+    context = build_dir / "loader"
+    context.mkdir(exist_ok=True)
+    doc = (ROOT / "docs" / "kubernetes.md").read_text()
+    dockerfile = re.search(r"```dockerfile\n(.*?)```", doc, re.DOTALL).group(1)
+    (context / "Dockerfile").write_text(dockerfile)
+    for name in ("counter.bpf.o", "counter-pinned.bpf.o"):
+        run(["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
+             "-I/usr/include/aarch64-linux-gnu", "-c",
+             str(ROOT / "bpf" / name.replace(".o", ".c")), "-o", str(context / name)])
+    return ["--build-arg", f"BPFSESSION_IMAGE={agent_image}", "-t", LOADER_CACHE,
+            str(context)]
+
+
+@pytest.fixture
+def containers(engine):
+    """Names for containers; each is removed (killed if need be) at teardown."""
+    names: list[str] = []
+
+    def name() -> str:
+        names.append(uniq("bsctr"))
+        return names[-1]
+
+    yield name
+    for n in names:
+        podman(engine, "rm", "--force", "--time", "0", n, check=False)
+
+
+@pytest.fixture
+def shared_dir():
+    """The socket directory the host shares with the container as /run/bpf."""
+    d = Path(tempfile.mkdtemp(prefix="bsrun", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def counter_map(make_map):
+    """A hash map with key 1 -> 7, and its kernel id."""
+    from bpfsession.kernel import bpf
+
+    fd = make_map("hash", 4, 8, 4, name=uniq("ctrm"))
+    bpf.map_update_elem(fd, b"\1\0\0\0", b"\7" + b"\0" * 7)
+    return bpf.map_info(fd)
+
+
+def start(engine, containers, image, shared_dir, *args, seccomp=True) -> str:
+    """`podman run -d` with the shipped seccomp profile and the shared socket directory."""
+    name = containers()
+    opts = ["--security-opt", f"seccomp={PROFILE}"] if seccomp else []
+    podman(engine, "run", "-d", "--name", name, *opts, "-v", f"{shared_dir}:/run/bpf",
+           image, *args)
+    return name
+
+
+def send(shared_dir: Path, info) -> None:
+    """From the host, as docs/container.md: `bpfsession send DIR/bpf-uds --map-id ID`."""
+    uds = shared_dir / "bpf-uds"
+    wait_for_socket(uds, timeout=60)
+    res = bpfsession("send", str(uds), "--map-id", str(info.id))
+    assert (res.returncode, res.stderr) == (0, "")
+
+
+def logs(engine, name: str) -> str:
+    res = podman(engine, "logs", name)
+    return res.stdout + res.stderr
+
+
+def wait_logs(engine, name: str, text: str, timeout: float = 60) -> str:
+    return wait_for(lambda: text in (out := logs(engine, name)) and out, timeout,
+                    interval=0.2, what=f"{text!r} in the logs of {name}")
+
+
+def exit_code(engine, name: str) -> int:
+    return int(podman(engine, "wait", name, timeout=120).stdout.strip())
+
+
+def pid1(engine, name: str) -> int:
+    """The host pid of the container's PID 1."""
+    return int(podman(engine, "inspect", "--format", "{{.State.Pid}}", name).stdout)
+
+
+def test_maps_from_the_host_reach_pid1s_command(engine, images, containers, shared_dir,
+                                                counter_map):
+    agent, _ = images
+    name = start(engine, containers, agent, shared_dir, "--name", "ctr", "run", "sh", "-c",
+                 "cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+                 "bpfsession map lookup BPF_MAP0 key 1 0 0 0 -j")
+    send(shared_dir, counter_map)
+    assert exit_code(engine, name) == 0
+    first, second = podman(engine, "logs", name).stdout.splitlines()
+    # PID 1 is `bpfsession new` (it may have renamed itself `bpfsession: ctr` by then).
+    assert re.match(r"(/usr/bin/python3 /usr/local/bin/bpfsession new|bpfsession: ctr) ", first)
+    assert json.loads(second)["value"] == ["0x07"] + ["0x00"] * 7
+    assert not (shared_dir / "bpf-uds").exists()
+
+
+_TRAPS = ('trap "echo got-usr1" USR1; trap "echo got-term; exit 42" TERM; echo ready; '
+          'while :; do sleep 0.1; done')
+
+
+def test_stop_forwards_sigterm_and_the_status_is_the_commands(engine, images, containers,
+                                                              shared_dir, counter_map):
+    agent, _ = images
+    name = start(engine, containers, agent, shared_dir, "run", "sh", "-c", _TRAPS)
+    send(shared_dir, counter_map)
+    wait_logs(engine, name, "ready")
+    podman(engine, "kill", "--signal", "USR1", name)
+    wait_logs(engine, name, "got-usr1")
+    podman(engine, "stop", "--time", "30", name)
+    assert exit_code(engine, name) == 42
+    assert "got-term" in logs(engine, name)
+
+
+def _children(pid: int) -> dict[int, tuple[str, str]]:
+    """pid -> (comm, state) of a process's children, from /proc."""
+    out = {}
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        kids = [int(p) for p in f.read().split()]
+    for kid in kids:
+        try:
+            with open(f"/proc/{kid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        out[kid] = (comm, stat[stat.rindex(")") + 2])
+    return out
+
+
+def test_orphans_are_reaped(engine, images, containers, shared_dir, counter_map):
+    agent, _ = images
+    name = start(engine, containers, agent, shared_dir, "run", "sh", "-c",
+                 "for i in 1 2 3; do (sleep 3 &); done; exec sleep infinity")
+    send(shared_dir, counter_map)
+    init = pid1(engine, name)
+    # The three sleeps lost their parent: the kernel hands them to PID 1 ...
+    wait_for(lambda: sum(c == "sleep" for c, _ in _children(init).values()) == 4, 30,
+             what="three orphans re-parented to PID 1")
+    # ... which must wait() for them: nothing of them stays, not even a zombie.
+    wait_for(lambda: len(_children(init)) == 1, 30, interval=0.1, what="the orphans reaped")
+    ((comm, state),) = _children(init).values()
+    assert (comm, state) == ("sleep", "S")
+
+
+def test_default_command_holds_the_session_for_podman_exec_attach(engine, images, containers,
+                                                                  shared_dir, counter_map):
+    agent, _ = images
+    name = containers()
+    podman(engine, "run", "-d", "--name", name, "--security-opt", f"seccomp={PROFILE}",
+           "-v", f"{shared_dir}:/run/bpf", "-e", "BPFSESSION_NAME=counter", agent)
+    send(shared_dir, counter_map)
+    res = podman(engine, "exec", name, "bpfsession", "attach", "counter",
+                 "run", "bpfsession", "map", "lookup", "BPF_MAP0", "key", "1", "0", "0", "0")
+    assert "value: 07 00 00 00 00 00 00 00" in res.stdout, res.stdout
+    listed = json.loads(podman(engine, "exec", name, "bpfsession", "list", "-j").stdout)
+    assert [(s["name"], s["command"]) for s in listed] == [("counter", ["sleep", "infinity"])]
+    podman(engine, "stop", "--time", "30", name)
+    assert exit_code(engine, name) == 128 + 15  # the holder, ended by the forwarded SIGTERM
+
+
+def test_default_seccomp_profile_fails_in_one_line_before_the_command(engine, images,
+                                                                      shared_dir):
+    agent, _ = images
+    for extra in ([], ["--cap-add", "BPF"]):
+        res = podman(engine, "run", "--rm", *extra, "-v", f"{shared_dir}:/run/bpf", agent,
+                     "run", "sh", "-c", "echo started", check=False)
+        assert res.returncode == 1
+        assert "started" not in res.stdout
+        (line,) = res.stderr.splitlines()
+        assert line.startswith("bpfsession: ") and "seccomp" in line
+        assert "images/seccomp-bpf.json" in line
+        assert list(shared_dir.iterdir()) == []  # nothing bound: no loader sends in vain
+
+
+def test_shipped_profile_is_the_engines_default_plus_bpf():
+    shipped = json.loads(PROFILE.read_text())
+    default = json.loads(Path("/usr/share/containers/seccomp.json").read_text())
+    added = [r for r in shipped["syscalls"] if r["names"] == ["bpf"]]
+    assert [(r["action"], r["includes"], r["excludes"], r["args"]) for r in added] == [
+        ("SCMP_ACT_ALLOW", {}, {}, [])]
+    without = [dict(r, names=[n for n in r["names"] if n != "bpf"]) for r in default["syscalls"]]
+    assert [r for r in shipped["syscalls"] if r not in added] == without
+    assert {k: v for k, v in shipped.items() if k != "syscalls"} == \
+        {k: v for k, v in default.items() if k != "syscalls"}
