@@ -81,7 +81,12 @@ A session's name, its id, or the pid of any process in it.
 .BI BPF_MAP N
 or
 .I N
-(from the environment, inside a session),
+(the fd in that variable, N being the sender's entry id, inside a session),
+.BI BPF_MAP_ NAME
+(the fd in the variable of that name),
+.B fd
+.I N
+(an fd of this process, e.g. the value of a BPF_MAP variable),
 .B name
 .I NAME
 (a map of the current session, else a unique kernel map name),

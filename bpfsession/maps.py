@@ -1,6 +1,7 @@
 """Maps named the way users name them, and what `bpfsession map` does with them.
 
-MAP specs (CONTRACT.md): `BPF_MAP<N>` or `<N>` (an fd from the session's environment),
+MAP specs: `BPF_MAP<N>` or `<N>` (the fd in the session's BPF_MAP<N>, N being the sender's
+entry id), `BPF_MAP_<NAME>` (the fd in that variable), `fd N` (an fd of this process),
 `name NAME`, `id ID`, `pinned PATH`, `session SESSION NAME`. Kernel errnos that are
 answers (a missing key) come back as values; the rest become BpfSessionError with a
 hint, here and nowhere else.
@@ -10,18 +11,19 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 from collections.abc import Iterator
 
+from bpfsession import mapenv
 from bpfsession.errors import BpfSessionError, KernelError
 from bpfsession.kernel import bpf
 from bpfsession.mapfmt import Layout, TypedSlot
+from bpfsession.printable import printable
 
 POSSIBLE_CPUS = "/sys/devices/system/cpu/possible"
 ENOTSUPP = 524  # the kernel-internal "not supported" that bpf(2) leaks to user space
 
-SPEC_HELP = ("name a map as BPF_MAP<N> or <N> (inside a session), name NAME, id ID, "
-             "pinned PATH or session SESSION NAME")
+SPEC_HELP = ("name a map as BPF_MAP<N>, <N> or BPF_MAP_<NAME> (inside a session), "
+             "fd N, name NAME, id ID, pinned PATH or session SESSION NAME")
 
 
 def possible_cpus(path: str = POSSIBLE_CPUS) -> int:
@@ -62,7 +64,10 @@ class OpenMap:
 
 # --- MAP specs ----------------------------------------------------------------------------
 
-_ENV_FD = re.compile(r"(?:BPF_MAP)?(\d+)")
+
+def _is_env_spec(word: str) -> bool:
+    """`BPF_MAP<N>`, `<N>` or `BPF_MAP_<NAME>`: a map named by the session's environment."""
+    return (word.isdigit() and word.isascii()) or mapenv.is_map_var(word)
 
 
 def split_spec(args: list[str]) -> tuple[list[str], list[str]]:
@@ -70,7 +75,7 @@ def split_spec(args: list[str]) -> tuple[list[str], list[str]]:
     if not args:
         raise BpfSessionError(f"which map? {SPEC_HELP}")
     head = args[0]
-    if head in ("id", "pinned", "name"):
+    if head in ("id", "pinned", "name", "fd"):
         if len(args) < 2:
             raise BpfSessionError(f"`{head}` needs an argument; {SPEC_HELP}")
         return args[:2], args[2:]
@@ -79,11 +84,11 @@ def split_spec(args: list[str]) -> tuple[list[str], list[str]]:
             raise BpfSessionError("`session` needs a session and a map name: "
                                   "session SESSION NAME")
         return args[:3], args[3:]
-    if _ENV_FD.fullmatch(head):
+    if _is_env_spec(head):
         return args[:1], args[1:]
     if head in ("key", "value"):
         raise BpfSessionError(f"which map? `{head}` came first; {SPEC_HELP}")
-    raise BpfSessionError(f"unknown map {head!r}: {SPEC_HELP}")
+    raise BpfSessionError(f"unknown map {printable(head)!r}: {SPEC_HELP}")
 
 
 def open_map(spec: list[str], environ: dict[str, str] | None = None) -> OpenMap:
@@ -98,7 +103,9 @@ def open_map(spec: list[str], environ: dict[str, str] | None = None) -> OpenMap:
         return _by_name(spec[1], env)
     if head == "session":
         return _by_session(spec[1], spec[2])
-    return _by_env(int(_ENV_FD.fullmatch(head).group(1)), env)
+    if head == "fd":
+        return _by_fd(_number(spec[1], "fd"), f"fd {spec[1]}")
+    return _by_env(head if mapenv.is_map_var(head) else mapenv.entry_var(int(head)), env)
 
 
 def _number(text: str, what: str) -> int:
@@ -175,36 +182,55 @@ def on_bpffs(path: str) -> bool:
 
 
 def env_map_fds(env) -> dict[str, int]:
-    """BPF_MAP<N> -> fd, for the env vars that hold map fds this process really has."""
-    out = {}
-    for var, value in env.items():
-        if re.fullmatch(r"BPF_MAP\d+", var) and value.isdigit():
-            out[var] = int(value)
-    return out
+    """BPF_MAP<N> -> fd, for the session's numbered map variables, in entry id order."""
+    return {mapenv.entry_var(n): fd for n, fd in sorted(mapenv.entry_fds(env).items())}
 
 
-def _by_env(n: int, env) -> OpenMap:
-    var = f"BPF_MAP{n}"
+def _by_env(var: str, env) -> OpenMap:
+    """A map variable of this process's environment: its value is an fd of ours."""
     value = env.get(var)
     if value is None:
-        if "BPF_NUM_MAPS" not in env:
-            raise BpfSessionError(f"{var} is not set: this is not a bpfsession/tc exec "
-                                  "session; name the map by id ID, pinned PATH or "
-                                  "session SESSION NAME")
-        have = " ".join(sorted(env_map_fds(env), key=lambda v: int(v[7:]))) or "none"
-        raise BpfSessionError(f"{var} is not set in this session (maps: {have})")
-    if not value.isdigit():
-        raise BpfSessionError(f"{var}={value!r} is not an fd number")
-    fd = int(value)
+        raise BpfSessionError(_unset_hint(var, env))
+    fd = mapenv.fd_of(value)
+    if fd is None:
+        raise BpfSessionError(f"{var}={printable(value)!r} is not an fd number")
     if bpf.fd_kind(fd) != "bpf-map":
         raise BpfSessionError(f"{var}={fd} but fd {fd} is not an open map in this process "
                               "(was it closed, or not inherited?)")
     return _info(fd, var, owned=False)
 
 
+def _unset_hint(var: str, env) -> str:
+    if mapenv.NUM not in env:
+        return (f"{var} is not set: this is not a bpfsession/tc exec session; name the map "
+                "by id ID, pinned PATH, fd N or session SESSION NAME")
+    have = " ".join(sorted((v for v in env if mapenv.is_map_var(v)),
+                           key=lambda v: (mapenv.entry_id(v) is None,
+                                          mapenv.entry_id(v) or 0, v))) or "none"
+    hint = f"{var} is not set in this session (maps: {have})"
+    n = mapenv.entry_id(var)
+    if n is not None and any(mapenv.fd_of(env[v]) == n for v in env if mapenv.is_map_var(v)):
+        # `map dump "$BPF_MAP_X"` passes an fd number, which names an entry id.
+        hint += f"; {n} is the fd of a map variable: write `fd {n}` or the variable's name"
+    return hint
+
+
+def _by_fd(fd: int, label: str) -> OpenMap:
+    """An fd this process holds (`fd "$BPF_MAP_X"`); it stays open after use."""
+    kind = bpf.fd_kind(fd)
+    if kind == "bpf-map":
+        return _info(fd, label, owned=False)
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise BpfSessionError(f"{label}: this process has no fd {fd} (not inherited, or "
+                              "closed)") from None
+    raise BpfSessionError(f"{label} is not a BPF map" + (f" (it is {kind})" if kind else ""))
+
+
 def _by_name(name: str, env) -> OpenMap:
     want = name[:15]  # the kernel keeps BPF_OBJ_NAME_LEN - 1 characters
-    for var, fd in sorted(env_map_fds(env).items()):
+    for var, fd in env_map_fds(env).items():
         if bpf.fd_kind(fd) == "bpf-map":
             try:
                 info = bpf.map_info(fd)
@@ -270,7 +296,7 @@ class Codec:
 
 def codec(m: OpenMap, key_type: str | None = None, value_type: str | None = None) -> Codec:
     """The map's BTF (if it has key/value types) overlaid by --key-type/--value-type."""
-    from bpfsession.btf import Btf, BtfError
+    from bpfsession.btf.parse import Btf, BtfError
 
     info = m.info
     lay = Layout(info.type_name, info.key_size, info.value_size)
@@ -307,7 +333,7 @@ def codec(m: OpenMap, key_type: str | None = None, value_type: str | None = None
 
 
 def _load_btf(btf_id: int, label: str):
-    from bpfsession.btf import Btf, BtfError
+    from bpfsession.btf.parse import Btf, BtfError
 
     try:
         fd = bpf.btf_get_fd_by_id(btf_id)
@@ -474,6 +500,17 @@ def _walk_batch(m: OpenMap, lay: Layout, first: int) -> Iterator[tuple[bytes, by
         count = limit
 
 
+def dump(out, m: OpenMap, codec: Codec, as_json: bool, pretty_json: bool) -> int:
+    """Every entry of `m` to the binary file `out`, as bpftool prints it; the count."""
+    from bpfsession.mapdump import size_class, write_dump
+
+    big = size_class(m.info.max_entries)
+    batches = walk(m, codec.layout)
+    if big:
+        batches = prefetch(batches)
+    return write_dump(out, batches, codec.layout, as_json, pretty_json, big)
+
+
 def prefetch(batches: Iterator, depth: int = 1) -> Iterator:
     """Run a walk in a thread, one batch ahead of the consumer.
 
@@ -559,13 +596,8 @@ def show(m: OpenMap) -> list[tuple[str, object]]:
 
 
 def show_node(fields: list[tuple[str, object]]):
-    """The fields of show() as a JSON node for mapfmt's bpftool-style writer."""
-    from bpfsession.btf import Obj, json_string
-
-    def token(v) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        return json_string(v) if isinstance(v, str) else str(v)
+    """The fields of show() as a node for the JSON writer."""
+    from bpfsession.jsonw import Obj, token
 
     return Obj((k, token(v)) for k, v in fields)
 

@@ -87,3 +87,28 @@ def pinned_map(make_map):
     for p in paths:
         if os.path.exists(p):
             os.unlink(p)
+
+
+@pytest.fixture(scope="session")
+def kinds_obj() -> Path:
+    """tests/bpf/kinds.bpf.c built once: every BTF kind in hash, array and per-CPU maps."""
+    out_dir = tempfile.mkdtemp(prefix="bskinds", dir="/tmp")
+    out = Path(out_dir) / "kinds.bpf.o"
+    run(["clang", *BPF_CFLAGS, "-c", str(ROOT / "tests" / "bpf" / "kinds.bpf.c"), "-o",
+         str(out)])
+    yield out
+    shutil.rmtree(out_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def kinds_maps(kinds_obj) -> dict[str, str]:
+    """kinds.bpf.o loaded and its maps pinned: map name -> pinned path; unpinned at
+    teardown, which frees the program and its maps."""
+    base = f"/sys/fs/bpf/{uniq('bskind')}"
+    os.makedirs(base)
+    try:
+        run(["bpftool", "prog", "loadall", str(kinds_obj), f"{base}/progs", "pinmaps",
+             f"{base}/maps"])
+        yield {n: f"{base}/maps/{n}" for n in os.listdir(f"{base}/maps")}
+    finally:
+        subprocess.run(["rm", "-rf", base])

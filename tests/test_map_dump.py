@@ -7,7 +7,7 @@ import json
 
 from bpfsession import maps
 from bpfsession.kernel import bpf
-from bpfsession.mapfmt import write_dump
+from bpfsession.mapdump import write_dump
 from tests.helpers import BPFSESSION, run
 
 pytest_plugins = ["tests.map_fixtures"]

@@ -7,18 +7,13 @@ import struct
 
 import pytest
 
-from bpfsession.btf import Btf, BtfError, Dumper, EncodeError, Obj, c_int
+from bpfsession.btf.dump import Dumper
+from bpfsession.btf.encode import EncodeError, c_int
+from bpfsession.btf.parse import Btf, BtfError
 from bpfsession.errors import BpfSessionError
-from bpfsession.mapfmt import (
-    EntryFormatter,
-    FixedFormatter,
-    Layout,
-    TypedSlot,
-    compact,
-    fprint_hex,
-    parse_data,
-    pretty,
-)
+from bpfsession.jsonw import Obj, compact, pretty
+from bpfsession.mapdump import FixedFormatter
+from bpfsession.mapfmt import EntryFormatter, Layout, TypedSlot, fprint_hex, parse_data
 
 # Recorded from `bpftool map lookup` of tests/bpf/typed.bpf.c's t_array (bpftool 7.1).
 BPFTOOL_BTF_TEXT = """{

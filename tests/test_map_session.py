@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from bpfsession import mapenv
 from bpfsession.kernel import bpf
 from tests.helpers import BPFSESSION, bpfsession, uniq
 from tests.new_helpers import finish, send, wait_entry
@@ -65,3 +66,63 @@ def test_session_spec_from_outside(launch, make_map, uds, run_dir):
     finally:
         os.kill(entry["pid"], 15)
     assert finish(proc)[0] == 143
+
+
+def test_map_forms_by_variable_name_and_fd(launch, make_map, uds):
+    """Every MAP form a script can copy from the docs: the variable's name, `fd N` with a
+    variable's value, and the entry id; each in every map verb."""
+    name = uniq("bsvar")
+    stats = make_map("hash", 4, 8, 16, name=name)
+    other = make_map("array", 4, 8, 1, name=uniq("bsoth"))
+    var = f"BPF_MAP_{name.upper()}"
+    ovar = mapenv.name_var(bpf.map_info(other).name)
+    bs = " ".join(BPFSESSION)
+    pin = f"/sys/fs/bpf/{uniq('bspin')}"
+    script = (
+        f"{bs} map update {var} key 1 0 0 0 value 5 0 0 0 0 0 0 0 && "
+        f"{bs} map update fd \"${var}\" key 2 0 0 0 value 6 0 0 0 0 0 0 0 && "
+        f"{bs} map lookup {var} key 1 0 0 0 -j && "
+        f"{bs} map lookup fd \"${var}\" key 2 0 0 0 -j && "
+        f"{bs} map dump {var} -j && "
+        f"{bs} map dump fd \"$BPF_MAP7\" -j && "
+        f"{bs} map show {var} -j && "
+        f"{bs} map show fd \"${var}\" -j && "
+        f"{bs} map delete {var} key 1 0 0 0 && "
+        f"{bs} map delete fd \"${var}\" key 2 0 0 0 && "
+        f"{bs} map pin fd \"${var}\" {pin} && "
+        f"{bs} map dump {var}; echo status=$?; "
+        # a bare number is an entry id; the error points to `fd N`
+        f"{bs} map dump \"${var}\"; echo status=$?; "
+        f"{bs} map dump BPF_MAP_NOSUCH; echo status=$?; "
+        f"{bs} map dump fd 0; echo status=$?; "
+        f"{bs} map dump fd 99; echo status=$?; "
+        f"{bs} map dump fd x; echo status=$?"
+    )
+    proc = launch("imp", uds, "run", "sh", "-c", script)
+    send(uds, [stats, other], ids=[7, 8])
+    try:
+        status, out, err = finish(proc)
+        assert status == 0, err
+        lines = out.splitlines()
+        assert json.loads(lines[0])["value"] == ["0x05"] + ["0x00"] * 7
+        assert json.loads(lines[1])["value"] == ["0x06"] + ["0x00"] * 7
+        assert sorted(e["key"][0] for e in json.loads(lines[2])) == ["0x01", "0x02"]
+        assert json.loads(lines[3]) == json.loads(lines[2])  # fd of the first map is 3
+        shown = [json.loads(x) for x in lines[4:6]]
+        assert shown[0] == shown[1] and shown[0]["name"] == name
+        assert lines[6:] == ["Found 0 elements", "status=0", "status=1", "status=1",
+                             "status=1", "status=1", "status=1"]
+        errors = err.splitlines()
+        assert errors == [
+            "bpfsession: BPF_MAP3 is not set in this session (maps: BPF_MAP7 BPF_MAP8 "
+            f"{ovar} {var}); 3 is the fd of a map variable: write `fd 3` or the variable's name",
+            "bpfsession: BPF_MAP_NOSUCH is not set in this session (maps: BPF_MAP7 BPF_MAP8 "
+            f"{ovar} {var})",
+            "bpfsession: fd 0 is not a BPF map",
+            "bpfsession: fd 99: this process has no fd 99 (not inherited, or closed)",
+            "bpfsession: fd must be a number, not 'x'"]
+        info = bpf.map_info(bpf.obj_get(pin))
+        assert info.name == name
+    finally:
+        if os.path.exists(pin):
+            os.unlink(pin)

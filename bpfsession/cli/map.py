@@ -24,7 +24,9 @@ VERBS = {
 }
 
 EPILOG = """\
-MAP:  BPF_MAP<N> | <N>    a map fd of this session (from the environment)
+MAP:  BPF_MAP<N> | <N>    the map fd in $BPF_MAP<N> (N: the sender's entry id)
+      BPF_MAP_<NAME>      the map fd in $BPF_MAP_<NAME> (the variable's name, not its value)
+      fd N                fd N of this process (e.g. fd "$BPF_MAP_PROTO_STATS")
       name NAME           a map of this session by kernel name, else the one map of that name
       id ID               a kernel map id
       pinned PATH         a map pinned in bpffs
@@ -163,23 +165,23 @@ def do_show(args, words, out) -> int:
 
 
 def _render(node, pretty_json: bool) -> str:
-    from bpfsession.mapfmt import compact, pretty
+    from bpfsession.jsonw import render
 
-    return (pretty(node) if pretty_json else compact(node)) + "\n"
+    return render(node, pretty_json)
 
 
 def _show_all(args, out) -> int:
     """`map show` without MAP: the session's maps, or (outside one) every map."""
     import os
 
-    from bpfsession import maps
+    from bpfsession import mapenv, maps
     from bpfsession.errors import BpfSessionError
     from bpfsession.kernel import bpf
 
     opened = []
     try:
-        if "BPF_NUM_MAPS" in os.environ:
-            for var in sorted(maps.env_map_fds(os.environ), key=lambda v: int(v[7:])):
+        if mapenv.NUM in os.environ:
+            for var in maps.env_map_fds(os.environ):
                 try:
                     opened.append(maps.open_map([var]))
                 except BpfSessionError:
@@ -203,17 +205,11 @@ def _show_all(args, out) -> int:
 
 def do_dump(args, words, out) -> int:
     from bpfsession import maps
-    from bpfsession.mapfmt import FAST_MIN, write_dump
 
     m, rest = _open(words)
     with m:
         _check_no_args(rest, "dump")
-        codec = _codec(args, m)
-        batches = maps.walk(m, codec.layout)
-        big = m.info.max_entries >= FAST_MIN
-        if big:
-            batches = maps.prefetch(batches)
-        write_dump(out, batches, codec.layout, args.json, args.pretty, big)
+        maps.dump(out, m, _codec(args, m), args.json, args.pretty)
     return 0
 
 
