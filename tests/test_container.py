@@ -24,8 +24,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.helpers import ROOT, bpfsession, run, uniq, wait_for, wait_for_socket
+from tests.helpers import ROOT, bpfsession, run, send_udp, uniq, wait_for, wait_for_socket
 
 # Building the images on a fresh machine takes a few minutes; the default is two.
 pytestmark = pytest.mark.timeout(420)
@@ -283,3 +284,73 @@ def test_shipped_profile_is_the_engines_default_plus_bpf():
     assert [r for r in shipped["syscalls"] if r not in added] == without
     assert {k: v for k, v in shipped.items() if k != "syscalls"} == \
         {k: v for k, v in default.items() if k != "syscalls"}
+
+
+# --------------------------------------------- the Kubernetes manifests, under kube play
+
+REGISTRY_AGENT = "registry.example.com/bpfsession:0.1.0"
+REGISTRY_LOADER = "registry.example.com/counter-loader:1.0"
+
+
+def _manifest(name: str, images, **pod_spec) -> dict:
+    """docs/k8s/NAME with this run's images and a unique name; commands left as they are."""
+    (doc,) = yaml.safe_load_all((K8S / name).read_text())
+    if doc["kind"] == "DaemonSet":  # kube play runs Pods and Deployments: one node, one Pod
+        template = doc["spec"]["template"]
+        doc = {"apiVersion": "v1", "kind": "Pod", "metadata": template["metadata"],
+               "spec": template["spec"]}
+    doc["metadata"]["name"] = uniq("bspod")
+    agent, loader = images
+    for c in doc["spec"]["containers"]:
+        c["image"] = {REGISTRY_AGENT: agent, REGISTRY_LOADER: loader}[c["image"]]
+    doc["spec"].update(pod_spec)
+    return doc
+
+
+@pytest.fixture
+def kube_play(engine, short_tmp):
+    """`podman kube play --seccomp-profile-root images/ FILE` (the profile as a node has it);
+    the pod and its containers are removed at teardown."""
+    played: list[Path] = []
+
+    def play(doc: dict) -> str:
+        path = short_tmp / f"{doc['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        played.append(path)
+        podman(engine, "kube", "play", "--seccomp-profile-root", str(PROFILE.parent), str(path),
+               timeout=120)
+        return doc["metadata"]["name"]
+
+    yield play
+    for path in played:
+        podman(engine, "kube", "down", str(path), check=False, timeout=120)
+
+
+def _packets(engine, container: str, session: str, map_env: str) -> dict[int, int]:
+    """u32 key -> the first u64 of the value (counter.bpf.c: packets), read in the session
+    through `podman exec CONTAINER bpfsession attach SESSION run bpfsession map dump`.
+
+    The raw bytes, not `formatted`: the agent has no capability to open the maps' BTF by id.
+    """
+    res = podman(engine, "exec", container, "bpfsession", "attach", session,
+                 "run", "bpfsession", "map", "dump", map_env, "-j")
+
+    def number(cells: list[str]) -> int:
+        return int.from_bytes(bytes(int(c, 16) for c in cells), "little")
+
+    return {number(e["key"]): number(e["value"][:8]) for e in json.loads(res.stdout)}
+
+
+def test_pod_manifest_runs_under_kube_play(engine, images, kube_play):
+    """docs/k8s/pod.yaml: the loader attaches to the Pod's eth0 and sends with --dev; the
+    agent (no capability, the Localhost profile) dumps BPF_MAP_PROTO_STATS."""
+    pod = kube_play(_manifest("pod.yaml", images))
+    wait_logs(engine, f"{pod}-agent", "Found ", timeout=90)  # the agent's first dump
+    addrs = json.loads(podman(engine, "exec", f"{pod}-loader", "ip", "-j", "-4", "addr",
+                              "show", "dev", "eth0").stdout)
+    pod_ip = addrs[0]["addr_info"][0]["local"]
+    send_udp(pod_ip, count=5)
+    wait_for(lambda: _packets(engine, f"{pod}-agent", "counter", "BPF_MAP_PROTO_STATS")
+             .get(0x0800, 0) >= 5, 30, interval=0.5,
+             what="the UDP packets counted in the agent's session")
+    assert "unknown map" not in logs(engine, f"{pod}-agent")
