@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -353,4 +354,40 @@ def test_pod_manifest_runs_under_kube_play(engine, images, kube_play):
     wait_for(lambda: _packets(engine, f"{pod}-agent", "counter", "BPF_MAP_PROTO_STATS")
              .get(0x0800, 0) >= 5, 30, interval=0.5,
              what="the UDP packets counted in the agent's session")
+    assert "unknown map" not in logs(engine, f"{pod}-agent")
+
+
+@pytest.fixture
+def private_bpffs():
+    """A bpffs instance of its own (every mount of bpf is a new one): the pins tc makes for
+    the DaemonSet's loader never meet another run's, and go with the unmount."""
+    d = Path(tempfile.mkdtemp(prefix="bsbpffs", dir="/tmp"))
+    run(["mount", "-t", "bpf", "bpf", str(d)])
+    yield d
+    run(["umount", "--lazy", str(d)], check=False)
+    d.rmdir()
+
+
+def test_daemonset_manifest_runs_under_kube_play(engine, images, kube_play, veth,
+                                                 private_bpffs):
+    """docs/k8s/daemonset.yaml's Pod template (kube play runs no DaemonSets) on the host's
+    network: the loader attaches to NODE_IFACE (a test veth here, not the host's uplink),
+    tc pins the maps in /sys/fs/bpf (a private bpffs here), the loader sends them --pinned
+    without CAP_SYS_ADMIN, and the agent dumps BPF_MAP_TOTAL_PKTS."""
+    doc = _manifest("daemonset.yaml", images)
+    for volume in doc["spec"]["volumes"]:
+        if volume.get("hostPath", {}).get("path") == "/sys/fs/bpf":
+            volume["hostPath"]["path"] = str(private_bpffs)
+    loader = next(c for c in doc["spec"]["containers"] if c["name"] == "loader")
+    (iface,) = [e for e in loader["env"] if e["name"] == "NODE_IFACE"]
+    iface["value"] = veth.host_if
+    pod = kube_play(doc)
+    wait_logs(engine, f"{pod}-agent", "Found ", timeout=90)
+    assert sorted(os.listdir(private_bpffs / "tc" / "globals")) == ["proto_stats", "total_pkts"]
+    # Packets from the veth's far end arrive on NODE_IFACE's ingress.
+    run(["ip", "netns", "exec", veth.netns, sys.executable, "-c",
+         "from tests.helpers import send_udp; import sys; send_udp(sys.argv[1], 5)",
+         veth.host_ip], cwd=ROOT)
+    wait_for(lambda: _packets(engine, f"{pod}-agent", "node-counter", "BPF_MAP_TOTAL_PKTS")
+             .get(0, 0) >= 5, 30, interval=0.5, what="the packets counted on NODE_IFACE")
     assert "unknown map" not in logs(engine, f"{pod}-agent")

@@ -210,6 +210,28 @@ def test_capabilities_per_container(name, loader_caps):
     assert by_id == ("SYS_ADMIN" in loader_caps)
 
 
+@pytest.mark.parametrize("name, profiled", [
+    ("pod.yaml", {"agent"}),                 # the loader has CAP_SYS_ADMIN: the default allows bpf
+    ("daemonset.yaml", {"loader", "agent"}),
+])
+def test_containers_without_sys_admin_get_the_bpf_seccomp_profile(name, profiled):
+    """The engines' default profiles allow bpf(2) only with CAP_SYS_ADMIN: every other
+    container that uses it runs with images/seccomp-bpf.json, in the field and in the
+    annotation form (podman kube play 4.x reads only that), the two agreeing."""
+    doc = _load(name)
+    meta = doc["spec"]["template"]["metadata"] if doc["kind"] == "DaemonSet" else doc["metadata"]
+    annotations = meta.get("annotations", {})
+    prefix = "container.seccomp.security.alpha.kubernetes.io/"
+    assert {k.removeprefix(prefix): v for k, v in annotations.items()} == \
+        dict.fromkeys(profiled, "localhost/seccomp-bpf.json")
+    for cname, c in _containers(doc).items():
+        profile = c["securityContext"].get("seccompProfile")
+        if cname in profiled:
+            assert profile == {"type": "Localhost", "localhostProfile": "seccomp-bpf.json"}
+        else:
+            assert profile is None and "SYS_ADMIN" in _caps(c)[1]
+
+
 def test_daemonset_gets_the_nodes_bpffs():
     doc = _load("daemonset.yaml")
     spec = _pod_spec(doc)
