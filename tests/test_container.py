@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -75,8 +76,17 @@ def podman(env, *args: str, check: bool = True, timeout: float = 60):
 def _build(env, *args: str) -> str:
     """`podman build ARGS` -> the image id (the tag may move: another run may build too)."""
     with tempfile.NamedTemporaryFile(prefix="bsiid", dir="/tmp") as iid:
-        podman(env, "build", "--iidfile", iid.name, *args, timeout=400)
+        run(["podman", "build", "--iidfile", iid.name, *args], env=env, cwd=ROOT, timeout=400)
         return Path(iid.name).read_text().strip().removeprefix("sha256:")
+
+
+def docs_commands(heading: str) -> list[list[str]]:
+    """The first `sh` block under the heading in docs/container.md, one argv per command."""
+    text = (ROOT / "docs" / "container.md").read_text()
+    section = re.split(rf"\n#+ {re.escape(heading)}\n", text)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL).group(1)
+    return [shlex.split(line) for line in block.replace("\\\n", " ").splitlines()
+            if line.strip()]
 
 
 @pytest.fixture(scope="session")
@@ -85,11 +95,13 @@ def images(engine, bpf_build_dir):
     # One build at a time on this machine: concurrent runs share the cache tags.
     with open("/run/lock/bpfsession-container-build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        # docs/container.md's air-gapped build, with the test's cache tag for the image's.
+        make_base, build = docs_commands("Without a registry: a base from Debian packages")
+        assert make_base == ["scripts/build-base-image.sh", BASE]
         if podman(engine, "image", "exists", BASE, check=False).returncode != 0:
-            run(["bash", str(ROOT / "scripts" / "build-base-image.sh"), BASE], env=engine,
-                timeout=400)
-        agent_id = _build(engine, "-f", "images/Dockerfile", "--build-arg",
-                          f"PYTHON_IMAGE={BASE}", "-t", CACHE, str(ROOT))
+            run(["bash", *make_base], env=engine, cwd=ROOT, timeout=400)
+        assert build[:2] == ["podman", "build"]
+        agent_id = _build(engine, *[CACHE if a == "bpfsession:0.1.0" else a for a in build[2:]])
         loader_id = _build(engine, *_loader_context(bpf_build_dir, agent_id))
     tags = (f"localhost/{uniq('bsagent')}:test", f"localhost/{uniq('bsloader')}:test")
     for image_id, tag in zip((agent_id, loader_id), tags, strict=True):
@@ -245,19 +257,23 @@ def test_orphans_are_reaped(engine, images, containers, shared_dir, counter_map)
     assert (comm, state) == ("sleep", "S")
 
 
-def test_default_command_holds_the_session_for_podman_exec_attach(engine, images, containers,
-                                                                  shared_dir, counter_map):
+def test_the_docs_run_commands(engine, images, containers, shared_dir, counter_map):
+    """docs/container.md's "Run it", command by command: the default command holds the
+    session until `podman stop`, and `podman exec ... bpfsession attach` joins it. Only the
+    names are this run's: the container, the shared directory, the image, the map id."""
     agent, _ = images
     name = containers()
-    podman(engine, "run", "-d", "--name", name, "--security-opt", f"seccomp={PROFILE}",
-           "-v", f"{shared_dir}:/run/bpf", "-e", "BPFSESSION_NAME=counter", agent)
-    send(shared_dir, counter_map)
-    res = podman(engine, "exec", name, "bpfsession", "attach", "counter",
-                 "run", "bpfsession", "map", "lookup", "BPF_MAP0", "key", "1", "0", "0", "0")
-    assert "value: 07 00 00 00 00 00 00 00" in res.stdout, res.stdout
-    listed = json.loads(podman(engine, "exec", name, "bpfsession", "list", "-j").stdout)
-    assert [(s["name"], s["command"]) for s in listed] == [("counter", ["sleep", "infinity"])]
-    podman(engine, "stop", "--time", "30", name)
+    names = {"bpf-agent": name, "bpfsession:0.1.0": agent, "$MAP_ID": str(counter_map.id)}
+    out = {}
+    for argv in docs_commands("Run it"):
+        argv = [names.get(a, a.replace("/run/bpf-agent", str(shared_dir))) for a in argv]
+        if argv[0] == "bpfsession":  # the host's: this checkout's
+            wait_for_socket(shared_dir / "bpf-uds", timeout=60)
+            argv = [sys.executable, "-m", "bpfsession", *argv[1:]]
+        res = run(argv, env=engine, cwd=ROOT, timeout=120)
+        out[" ".join(argv[:5])] = res.stdout
+    assert "value: 07 00 00 00 00 00 00 00" in out[f"podman exec {name} bpfsession attach"]
+    assert "counter" in out[f"podman exec {name} bpfsession list"]
     assert exit_code(engine, name) == 128 + 15  # the holder, ended by the forwarded SIGTERM
 
 
