@@ -20,6 +20,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import compile_bpf
 from tests.helpers import ROOT, bpfsession, run, send_udp, uniq, wait_for, wait_for_socket
 
 # Building the images on a fresh machine takes a few minutes; the default is two.
@@ -118,10 +120,8 @@ def _loader_context(build_dir: Path, agent_image: str) -> list[str]:
     doc = (ROOT / "docs" / "kubernetes.md").read_text()
     dockerfile = re.search(r"```dockerfile\n(.*?)```", doc, re.DOTALL).group(1)
     (context / "Dockerfile").write_text(dockerfile)
-    for name in ("counter.bpf.o", "counter-pinned.bpf.o"):
-        run(["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
-             "-I/usr/include/aarch64-linux-gnu", "-c",
-             str(ROOT / "bpf" / name.replace(".o", ".c")), "-o", str(context / name)])
+    for source in ("counter.bpf.c", "counter-pinned.bpf.c"):
+        compile_bpf(ROOT / "bpf" / source, context)
     return ["--build-arg", f"BPFSESSION_IMAGE={agent_image}", "-t", LOADER_CACHE,
             str(context)]
 
@@ -158,12 +158,11 @@ def counter_map(make_map):
     return bpf.map_info(fd)
 
 
-def start(engine, containers, image, shared_dir, *args, seccomp=True) -> str:
+def start(engine, containers, image, shared_dir, *args) -> str:
     """`podman run -d` with the shipped seccomp profile and the shared socket directory."""
     name = containers()
-    opts = ["--security-opt", f"seccomp={PROFILE}"] if seccomp else []
-    podman(engine, "run", "-d", "--name", name, *opts, "-v", f"{shared_dir}:/run/bpf",
-           image, *args)
+    podman(engine, "run", "-d", "--name", name, "--security-opt", f"seccomp={PROFILE}",
+           "-v", f"{shared_dir}:/run/bpf", image, *args)
     return name
 
 
@@ -197,15 +196,17 @@ def pid1(engine, name: str) -> int:
 def test_maps_from_the_host_reach_pid1s_command(engine, images, containers, shared_dir,
                                                 counter_map):
     agent, _ = images
+    by_name = "BPF_MAP_" + counter_map.name.upper()
     name = start(engine, containers, agent, shared_dir, "--name", "ctr", "run", "sh", "-c",
                  "cat /proc/1/cmdline | tr '\\0' ' '; echo; "
-                 "bpfsession map lookup BPF_MAP0 key 1 0 0 0 -j")
+                 "bpfsession map lookup BPF_MAP0 key 1 0 0 0 -j; "
+                 f"bpfsession map lookup {by_name} key 1 0 0 0 -j")
     send(shared_dir, counter_map)
     assert exit_code(engine, name) == 0
-    first, second = podman(engine, "logs", name).stdout.splitlines()
+    first, *lookups = podman(engine, "logs", name).stdout.splitlines()
     # PID 1 is `bpfsession new` (it may have renamed itself `bpfsession: ctr` by then).
     assert re.match(r"(/usr/bin/python3 /usr/local/bin/bpfsession new|bpfsession: ctr) ", first)
-    assert json.loads(second)["value"] == ["0x07"] + ["0x00"] * 7
+    assert [json.loads(line)["value"] for line in lookups] == [["0x07"] + ["0x00"] * 7] * 2
     assert not (shared_dir / "bpf-uds").exists()
 
 
@@ -242,19 +243,33 @@ def _children(pid: int) -> dict[int, tuple[str, str]]:
     return out
 
 
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode().split("\0")[:-1]
+    except FileNotFoundError:
+        return []
+
+
 def test_orphans_are_reaped(engine, images, containers, shared_dir, counter_map):
     agent, _ = images
     name = start(engine, containers, agent, shared_dir, "run", "sh", "-c",
-                 "for i in 1 2 3; do (sleep 3 &); done; exec sleep infinity")
+                 "for i in 1 2 3; do (sleep 1000 &); done; exec sleep infinity")
     send(shared_dir, counter_map)
     init = pid1(engine, name)
-    # The three sleeps lost their parent: the kernel hands them to PID 1 ...
-    wait_for(lambda: sum(c == "sleep" for c, _ in _children(init).values()) == 4, 30,
-             what="three orphans re-parented to PID 1")
-    # ... which must wait() for them: nothing of them stays, not even a zombie.
-    wait_for(lambda: len(_children(init)) == 1, 30, interval=0.1, what="the orphans reaped")
-    ((comm, state),) = _children(init).values()
-    assert (comm, state) == ("sleep", "S")
+    # The three sleeps lost their parent (the subshell): the kernel hands them to PID 1 ...
+
+    def reparented() -> list[int] | None:
+        found = [p for p in _children(init) if _cmdline(p) == ["sleep", "1000"]]
+        return found if len(found) == 3 else None
+
+    orphans = wait_for(reparented, 30, what="three orphans re-parented to PID 1")
+    for pid in orphans:
+        os.kill(pid, signal.SIGKILL)
+    # ... which must wait() for them when they die: not even a zombie stays.
+    wait_for(lambda: len(_children(init)) == 1, 30, interval=0.05, what="the orphans reaped")
+    ((agent_pid, (_, state)),) = _children(init).items()
+    assert (_cmdline(agent_pid), state) == (["sleep", "infinity"], "S")
 
 
 def test_the_docs_run_commands(engine, images, containers, shared_dir, counter_map):
@@ -288,6 +303,7 @@ def test_default_seccomp_profile_fails_in_one_line_before_the_command(engine, im
         (line,) = res.stderr.splitlines()
         assert line.startswith("bpfsession: ") and "seccomp" in line
         assert "images/seccomp-bpf.json" in line
+        assert f"\n{line}\n" in (ROOT / "docs" / "container.md").read_text()  # as quoted
         assert list(shared_dir.iterdir()) == []  # nothing bound: no loader sends in vain
 
 

@@ -171,10 +171,10 @@ def refuse_blocked_bpf() -> None:
 
     if bpf.seccomp_blocks_bpf():
         raise BpfSessionError(
-            "bpf(2) is blocked by this container's seccomp profile: run it with the profile "
-            "that allows bpf, images/seccomp-bpf.json (`--security-opt "
-            "seccomp=seccomp-bpf.json`; Kubernetes: seccompProfile type Localhost), "
-            "see docs/container.md")
+            "bpf(2) is blocked by seccomp (container engines' default profiles allow it only "
+            "with CAP_SYS_ADMIN): run the container with images/seccomp-bpf.json "
+            "(`--security-opt seccomp=seccomp-bpf.json`; Kubernetes: seccompProfile "
+            "Localhost), see docs/container.md")
 
 
 def run(args) -> int:
