@@ -73,3 +73,12 @@ def _pretty(node, depth: int, out: list[str]) -> None:
 def render(node, pretty_json: bool) -> str:
     """One document as `-j` (compact) or `-p` (pretty) prints it, newline-terminated."""
     return (pretty(node) if pretty_json else compact(node)) + "\n"
+
+
+def node(value):
+    """A parsed JSON value (json.loads) as a node, to be written again in bpftool's layout."""
+    if isinstance(value, dict):
+        return Obj((k, node(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [node(v) for v in value]
+    return repr(value) if isinstance(value, float) else token(value)

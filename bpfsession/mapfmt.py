@@ -13,11 +13,9 @@ Whole dumps (the batch formatters, and the choice between them) are in bpfsessio
 
 from __future__ import annotations
 
-from bpfsession.btf.dump import Dumper
-from bpfsession.btf.encode import EncodeError, Encoder, c_int
-from bpfsession.btf.parse import Btf
+from bpfsession.cnum import EncodeError, c_int
 from bpfsession.errors import BpfSessionError
-from bpfsession.jsonw import Obj, compact, pretty
+from bpfsession.jsonw import Obj, compact, pretty  # noqa: F401  (compact: the TUI's)
 
 _HEX_JSON = [f'"0x{b:02x}"' for b in range(256)]
 _HEX = [f"{b:02x}" for b in range(256)]
@@ -55,8 +53,7 @@ class Layout:
         self.type_name, self.key_size, self.value_size = type_name, key_size, value_size
         self.ncpus = ncpus
         self.key_type = self.value_type = 0
-        self.key_btf: Btf | None = None
-        self.value_btf: Btf | None = None
+        self.key_btf = self.value_btf = None  # btf.parse.Btf objects, when typed
 
     @property
     def percpu(self) -> bool:
@@ -89,6 +86,8 @@ class EntryFormatter:
         self.plain_btf = not as_json and layout.formatted
         self.id_field = ID_VALUE_TYPES.get(layout.type_name)
         if layout.formatted:
+            from bpfsession.btf.dump import Dumper
+
             self.key_dumper = Dumper(layout.key_btf, plain=not as_json) if layout.key_type \
                 else None
             self.value_dumper = Dumper(layout.value_btf, plain=not as_json) \
@@ -160,7 +159,7 @@ class TypedSlot:
     """A typed layout for one side (key or value): BTF (or a --key-type layout) + type id;
     `origin` ("BTF", "--key-type u32") names it in messages."""
 
-    def __init__(self, btf: Btf, type_id: int, origin: str):
+    def __init__(self, btf, type_id: int, origin: str):
         self.btf, self.type_id, self.origin = btf, type_id, origin
 
 
@@ -221,6 +220,8 @@ def _bytes_hint(what: str, size: int, typed: TypedSlot | None) -> str:
     sample = " ".join(["0x01"] + ["0"] * (size - 1)) if size else ""
     hint = f"give {size} bytes like `{sample}` or `hex {' '.join(['01'] + ['00'] * (size - 1))}`"
     if typed is not None:
+        from bpfsession.btf.encode import Encoder
+
         enc = Encoder(typed.btf)
         names = enc.leaves(typed.type_id)
         hint += f", or typed ({typed.origin}): one value per field ({' '.join(names)})"
@@ -230,6 +231,8 @@ def _bytes_hint(what: str, size: int, typed: TypedSlot | None) -> str:
 
 
 def _typed(tokens: list[str], size: int, what: str, typed: TypedSlot) -> bytes:
+    from bpfsession.btf.encode import Encoder
+
     enc = Encoder(typed.btf)
     try:
         if len(tokens) == 1 and tokens[0][:1] in ("{", "[", '"'):
@@ -248,6 +251,9 @@ def _typed(tokens: list[str], size: int, what: str, typed: TypedSlot) -> bytes:
         data = enc.encode(typed.type_id, value)
     except EncodeError as err:
         raise BpfSessionError(f"{what} ({typed.origin}): {err}") from None
+    except RecursionError:  # json.loads and the encoder recurse once per nesting level
+        raise BpfSessionError(f"{what} ({typed.origin}): the value is nested too deeply "
+                              "for its type") from None
     if len(data) != size:
         raise BpfSessionError(f"{what} ({typed.origin}) is {len(data)} bytes but the map's "
                               f"{what} is {size}: fix the layout")

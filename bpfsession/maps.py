@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
 
 from bpfsession import mapenv
 from bpfsession.errors import BpfSessionError, KernelError
 from bpfsession.kernel import bpf
 from bpfsession.mapfmt import Layout, TypedSlot
-from bpfsession.printable import printable
 
 POSSIBLE_CPUS = "/sys/devices/system/cpu/possible"
 ENOTSUPP = 524  # the kernel-internal "not supported" that bpf(2) leaks to user space
+
+TYPE_CHECKING = False  # typing's constant, without importing typing on a start-up path
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 SPEC_HELP = ("name a map as BPF_MAP<N>, <N> or BPF_MAP_<NAME> (inside a session), "
              "fd N, name NAME, id ID, pinned PATH or session SESSION NAME")
@@ -88,6 +90,8 @@ def split_spec(args: list[str]) -> tuple[list[str], list[str]]:
         return args[:1], args[1:]
     if head in ("key", "value"):
         raise BpfSessionError(f"which map? `{head}` came first; {SPEC_HELP}")
+    from bpfsession.printable import printable
+
     raise BpfSessionError(f"unknown map {printable(head)!r}: {SPEC_HELP}")
 
 
@@ -137,7 +141,24 @@ def _by_id(map_id: int, label: str) -> OpenMap:
     return _info(fd, label)
 
 
+def system_map_ids(why: str) -> list[int]:
+    """Every map id on the system (BPF_MAP_GET_NEXT_ID, which needs CAP_SYS_ADMIN);
+    `why` says what the walk was for, in the error."""
+    try:
+        return bpf.map_ids()
+    except KernelError as err:
+        if err.errno == errno.EPERM:
+            raise BpfSessionError(f"{why} needs CAP_SYS_ADMIN (listing the system's maps): "
+                                  "run as root, or name the map by BPF_MAP<N>, fd N or "
+                                  "pinned PATH") from None
+        raise BpfSessionError(f"{why}: cannot list the system's maps: {err.strerror}") \
+            from None
+
+
 def _by_path(path: str) -> OpenMap:
+    if os.path.isdir(path):
+        raise BpfSessionError(f"{path} is a directory, not a pinned map: `ls {path}` shows "
+                              "what is pinned there")
     try:
         fd = bpf.obj_get(path)
     except KernelError as err:
@@ -193,6 +214,8 @@ def _by_env(var: str, env) -> OpenMap:
         raise BpfSessionError(_unset_hint(var, env))
     fd = mapenv.fd_of(value)
     if fd is None:
+        from bpfsession.printable import printable
+
         raise BpfSessionError(f"{var}={printable(value)!r} is not an fd number")
     if bpf.fd_kind(fd) != "bpf-map":
         raise BpfSessionError(f"{var}={fd} but fd {fd} is not an open map in this process "
@@ -240,7 +263,7 @@ def _by_name(name: str, env) -> OpenMap:
                 return OpenMap(fd, info, var, owned=False)
     found: list[OpenMap] = []
     try:
-        for map_id in bpf.map_ids():
+        for map_id in system_map_ids(f"finding the map named {name!r}"):
             try:
                 fd = bpf.map_get_fd_by_id(map_id)
             except KernelError:
@@ -296,8 +319,6 @@ class Codec:
 
 def codec(m: OpenMap, key_type: str | None = None, value_type: str | None = None) -> Codec:
     """The map's BTF (if it has key/value types) overlaid by --key-type/--value-type."""
-    from bpfsession.btf.parse import Btf, BtfError
-
     info = m.info
     lay = Layout(info.type_name, info.key_size, info.value_size)
     if lay.percpu:
@@ -315,6 +336,8 @@ def codec(m: OpenMap, key_type: str | None = None, value_type: str | None = None
     for side, spec in (("key", key_type), ("value", value_type)):
         if not spec:
             continue
+        from bpfsession.btf.parse import Btf, BtfError
+
         try:
             btf, tid = Btf.from_layout(spec)
         except BtfError as err:
@@ -333,19 +356,37 @@ def codec(m: OpenMap, key_type: str | None = None, value_type: str | None = None
 
 
 def _load_btf(btf_id: int, label: str):
+    """The map's BTF, by id (needs CAP_SYS_ADMIN), else from the session's cache
+    (btfcache); None, after one warning line, when neither can be had."""
     from bpfsession.btf.parse import Btf, BtfError
 
     try:
         fd = bpf.btf_get_fd_by_id(btf_id)
-    except KernelError:
-        return None  # BTF gone or not readable: show bytes, as bpftool would fail to
+    except KernelError as err:
+        from bpfsession import btfcache
+
+        blob = btfcache.read(btf_id)
+        if blob is None:
+            from bpfsession.errors import warn
+
+            why = "gone" if err.errno == errno.ENOENT else "not readable without " \
+                "CAP_SYS_ADMIN, and this session keeps no copy"
+            warn(f"{label}: its BTF (id {btf_id}) is {why}: keys and values are shown and "
+                 "read as bytes (--key-type/--value-type give a layout)")
+            return None
+    else:
+        try:
+            blob = bpf.btf_raw(fd)
+        except KernelError as err:
+            raise BpfSessionError(f"{label}: cannot read its BTF (id {btf_id}): {err}; "
+                                  "use --key-type/--value-type or raw bytes") from None
+        finally:
+            os.close(fd)
     try:
-        return Btf.parse(bpf.btf_raw(fd))
-    except (KernelError, BtfError) as err:
+        return Btf.parse(blob)
+    except BtfError as err:
         raise BpfSessionError(f"{label}: cannot read its BTF (id {btf_id}): {err}; "
                               "use --key-type/--value-type or raw bytes") from None
-    finally:
-        os.close(fd)
 
 
 # --- element operations -------------------------------------------------------------------

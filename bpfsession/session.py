@@ -25,7 +25,7 @@ import socket
 import sys
 import time
 
-from bpfsession import init, registry, wire
+from bpfsession import btfcache, init, registry, wire
 from bpfsession.errors import BpfSessionError, KernelError, warn
 
 TYPE_CHECKING = False  # typing's constant, without importing typing on the launch path
@@ -601,6 +601,7 @@ def _supervised(cfg: Config, launch: Launch, entry: dict, obj: str,
         if control is None:
             entry["control"] = None
         _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
+        usable and btfcache.write(cfg.run_dir, entry, [m.fd for m in maps])  # before the command
         child = spawn(launch, terminal)
         entry["pid"] = child
         registered = usable and _register(cfg.run_dir, entry)
@@ -612,6 +613,7 @@ def _supervised(cfg: Config, launch: Launch, entry: dict, obj: str,
     finally:
         if registered:
             registry.remove(cfg.run_dir, entry["id"])
+        btfcache.remove(cfg.run_dir, entry["id"])
         if control is not None:
             control.close()
         if terminal is not None:

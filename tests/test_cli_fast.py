@@ -63,3 +63,29 @@ def test_sessions_fast_path_equals_argparse(argv):
 @pytest.mark.parametrize("argv", SESSIONS_FALLBACK)
 def test_sessions_unusual_goes_to_argparse(argv):
     assert sessions.fast_parse(argv[0], argv[1:]) is None
+
+
+MAP_SAME = [
+    ["map", "lookup", "pinned", "/sys/fs/bpf/x", "key", "1", "0", "0", "0", "-j"],
+    ["map", "update", "BPF_MAP0", "key", "1", "value", "2", "--value-type", "u64"],
+    ["map", "show", "fd", "3"], ["map", "show"], ["map", "pin", "id", "5", "/sys/fs/bpf/p"],
+    ["map", "dump", "BPF_MAP_PROTO_STATS", "-p"], ["map", "load", "id", "7", "-"],
+]
+MAP_FALLBACK = [["map"], ["map", "-h"], ["map", "lookup", "-j", "id", "5"],
+                ["map", "frobnicate", "id", "5"], ["map", "dump", "--help"]]
+
+
+@pytest.mark.parametrize("argv", MAP_SAME)
+def test_map_fast_path_equals_argparse(argv):
+    from bpfsession.cli import map as cli_map
+
+    fast = cli_map.fast_parse(argv[0], argv[1:])
+    assert fast is not None
+    assert vars(fast) == vars(build_parser(argv[0]).parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", MAP_FALLBACK)
+def test_map_unusual_goes_to_argparse(argv):
+    from bpfsession.cli import map as cli_map
+
+    assert cli_map.fast_parse(argv[0], argv[1:]) is None

@@ -127,7 +127,7 @@ def test_interfaces_of_the_given_netns(complete, veth):
 
 def test_map_specs_and_verbs(complete):
     env = {"BPF_NUM_MAPS": "2", "BPF_MAP0": "3", "BPF_MAP_TOTAL_PKTS": "3", "BPF_OBJ": "x"}
-    assert complete("map", "") == ["show", "dump", "lookup", "update", "delete", "pin"]
+    assert complete("map", "") == ["show", "dump", "lookup", "update", "delete", "pin", "load"]
     assert complete("map", "dump", "", env=env) == ["id", "name", "pinned", "session",
                                                    "BPF_MAP0", "BPF_MAP_TOTAL_PKTS"]
     assert complete("map", "lookup", "BPF_MAP0", "") == ["key"]

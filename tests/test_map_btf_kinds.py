@@ -6,9 +6,9 @@ per-CPU values and global data (DATASEC)."""
 
 from __future__ import annotations
 
-import io
 import random
 import re
+import tempfile
 
 import pytest
 
@@ -16,7 +16,7 @@ from bpfsession import maps
 from bpfsession.btf.dump import Dumper
 from bpfsession.btf.parse import KIND_ENUM64, Btf, Member, Type
 from bpfsession.kernel import bpf
-from bpfsession.mapdump import FAST_MIN, write_dump
+from bpfsession.mapdump import CHUNK, FAST_MIN, write_dump
 from bpfsession.mapfmt import Layout
 from tests.helpers import bpfsession, run
 
@@ -37,7 +37,7 @@ def same(ours: str | bytes, theirs: str | bytes, what) -> None:
     """Equal, or fail showing where they part (pytest's diff of megabytes takes minutes)."""
     if ours == theirs:
         return
-    at = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b),
+    at = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
               min(len(ours), len(theirs)))
     pytest.fail(f"{what}: differ at {at} of {len(ours)}/{len(theirs)}:\n"
                 f"ours   {ours[max(0, at - 300):at + 80]!r}\n"
@@ -97,28 +97,32 @@ def test_global_data_and_small_maps_one_entry_at_a_time(kinds_maps):
         same(ours.stdout, bpftool(*mode, "map", "dump", "pinned", data), mode)
 
 
-def _batch_outputs(lay: Layout, keys: bytes, values: bytes, n: int) -> None:
+def _batch_outputs(lay: Layout, keys: bytes, values: bytes, n: int, paths=(False, True)):
+    """The same batch through write_dump with `big` in `paths` (False: one entry at a
+    time; True: the template; "huge": the template on two cores), in all three modes."""
     for as_json, pretty_json in ((False, False), (True, False), (True, True)):
         outs = []
-        for big in (False, True, "huge"):  # one by one, the template, the template x 2
-            out = io.BytesIO()
-            write_dump(out, iter([(keys[:n * lay.key_size], values, n)]), lay, as_json,
-                       pretty_json, big)
-            outs.append(out.getvalue())
-        same(outs[1], outs[0], ("template", as_json, pretty_json))
-        same(outs[2], outs[0], ("two cores", as_json, pretty_json))
+        for big in paths:
+            with tempfile.TemporaryFile() as out:  # a file: the worker writes to its fd
+                write_dump(out, iter([(keys[:n * lay.key_size], values, n)]), lay, as_json,
+                           pretty_json, big)
+                out.seek(0)
+                outs.append(out.read())
+        for other, big in zip(outs[1:], paths[1:], strict=True):
+            same(other, outs[0], (big, as_json, pretty_json))
 
 
-def test_every_layout_the_same_on_every_path(kinds_maps):
-    """Global data (DATASEC) and every map of the object through all three formatters, in
-    all three modes, in process (several chunks, so the worker takes every other one)."""
+def test_global_data_and_two_cores_in_every_mode(kinds_maps):
+    """DATASEC values (global data) through the template, and the worker's chunks (every
+    other one of several) in text, -j and -p."""
     rnd = random.Random(7)
-    for path in kinds_maps.values():
+    (data,) = [p for n, p in kinds_maps.items() if n.endswith("data")]
+    for path, paths, n in ((data, (False, True), FAST_MIN),
+                           (kinds_maps["k_hash"], (True, "huge"), 3 * CHUNK + 5)):
         with maps.open_map(["pinned", path]) as m:
             lay = maps.codec(m).layout
-        n = 20000
         _batch_outputs(lay, bytes(noisy_bytes(rnd, n * lay.key_size)),
-                       bytes(noisy_bytes(rnd, n * lay.value_buf_size)), n)
+                       bytes(noisy_bytes(rnd, n * lay.value_buf_size)), n, paths)
 
 
 def test_enum64_signed_and_unsigned():
@@ -135,6 +139,7 @@ def test_enum64_signed_and_unsigned():
     picks = [1 << 40, (1 << 64) - 1, -(1 << 40) & ((1 << 64) - 1), 5, (1 << 63) + 3]
     values = b"".join(rnd.choice(picks).to_bytes(8, "little") for _ in range(2 * 5000))
     _batch_outputs(lay, bytes(4 * 5000), values, 5000)
+    _batch_outputs(lay, bytes(4 * 5000), values, 5000, (True, "huge"))
     node = Dumper(btf, plain=False).dump(3, values[:16])
     assert len(node) == 2
     sample = (1 << 64) - (1 << 40)

@@ -11,7 +11,7 @@ import pytest
 from bpfsession import maps
 from bpfsession.errors import BpfSessionError
 from bpfsession.kernel import bpf
-from tests.helpers import bpfsession, run, uniq
+from tests.helpers import BPFSESSION, bpfsession, run, uniq
 from tests.new_helpers import live_fds
 
 pytest_plugins = ["tests.map_fixtures"]
@@ -182,3 +182,39 @@ def test_no_fd_leaks_in_process(typed_maps, make_map):
         with pytest.raises(BpfSessionError):
             maps.open_map(spec)
     assert live_fds() == before
+
+
+def test_hostile_map_input_is_one_line(filled, tmp_path):
+    """Deep JSON, a bpffs directory as a pin, and the map walks that need CAP_SYS_ADMIN."""
+    fd, path = filled
+    before = dump(path)
+    deep = "[" * 1000 + "]" * 1000
+    for typed in (["--value-type", "u64"], ["--value-type", "u32,u32"]):
+        res = bpfsession("map", "update", "pinned", path, *typed, "key", "1", "0", "0", "0",
+                         "value", deep)
+        assert "nested too deeply" in one_line_error(res)
+    res = bpfsession("map", "load", "pinned", path, "-",
+                     input='{"key": 1, "value": ' + deep + "}\n")
+    one_line_error(res)
+    assert dump(path) == before
+    directory = f"/sys/fs/bpf/{uniq('bsdir')}"
+    os.mkdir(directory)
+    try:
+        res = bpfsession("map", "dump", "pinned", directory)
+        assert one_line_error(res) == f"bpfsession: {directory} is a directory, not a pinned " \
+                                      f"map: `ls {directory}` shows what is pinned there\n"
+    finally:
+        os.rmdir(directory)
+
+
+def test_map_walks_as_non_root_say_what_they_need():
+    from tests.sessions_helpers import NOBODY, as_user
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BPF")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the checkout's __pycache__ is root's
+    for words, says in ((["map", "show"], "`map show` without MAP outside a session needs "
+                                          "CAP_SYS_ADMIN"),
+                        (["map", "dump", "name", "whatever"], "finding the map named "
+                                                              "'whatever' needs CAP_SYS_ADMIN")):
+        res = run([*as_user(NOBODY), *BPFSESSION, *words], check=False, env=env)
+        assert one_line_error(res).startswith(f"bpfsession: {says}"), words

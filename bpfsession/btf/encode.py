@@ -20,35 +20,11 @@ from bpfsession.btf.parse import (
     Btf,
     Type,
 )
-
-
-class EncodeError(ValueError):
-    """Typed input that does not fit the type; the message says which part and why."""
+from bpfsession.cnum import EncodeError, c_int  # noqa: F401  (c_int: re-exported)
 
 
 def _at(path: str) -> str:
     return f"{path}: " if path else ""
-
-
-def c_int(text: str, base: int = 0) -> int:
-    """An integer the way C's strtol reads it: 0x.. hex, 0.. octal, else decimal."""
-    s = text.strip()
-    sign = 1
-    if s[:1] in "+-" and s:
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    digits = "0123456789abcdefABCDEF"
-    if base == 16 or (base == 0 and s[:2].lower() == "0x"):
-        if s[:2].lower() == "0x":
-            s = s[2:]
-        base, allowed = 16, digits
-    elif base == 0 and len(s) > 1 and s[0] == "0":
-        base, allowed = 8, "01234567"
-    else:
-        base, allowed = 10, "0123456789"
-    if not s or any(c not in allowed for c in s):
-        raise EncodeError(f"{text!r} is not a number")
-    return sign * int(s, base)
 
 
 class Encoder:

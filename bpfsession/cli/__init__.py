@@ -12,7 +12,8 @@ from bpfsession.errors import BpfSessionError
 
 # Verbs whose plain argument forms are parsed without argparse (see fast_parse there).
 _FAST = {"new": "bpfsession.cli.new", "list": "bpfsession.cli.sessions",
-         "show": "bpfsession.cli.sessions", "attach": "bpfsession.cli.sessions"}
+         "show": "bpfsession.cli.sessions", "attach": "bpfsession.cli.sessions",
+         "map": "bpfsession.cli.map"}
 
 
 def build_parser(verb: str | None = None):

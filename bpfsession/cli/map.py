@@ -1,7 +1,7 @@
 """`bpfsession map ...`: read and write maps from shell scripts, in bpftool's grammar.
 
     map show [MAP] | dump MAP | lookup MAP key DATA | update MAP key DATA value DATA [FLAG]
-        | delete MAP key DATA | pin MAP PATH
+        | delete MAP key DATA | pin MAP PATH | load MAP [FILE|-] [FLAG]
 
 Options may come anywhere (`map dump id 5 -j`), as with bpftool. This path is started
 thousands of times from shell loops: it imports only the map modules (no numpy unless a
@@ -10,10 +10,6 @@ big dump needs it; no pyroute2, no textual).
 
 from __future__ import annotations
 
-import argparse
-
-from bpfsession.cli.parser import RawFormatter
-
 VERBS = {
     "show": ("show a map's kind, sizes and flags (no MAP: the session's maps)", "[MAP]"),
     "dump": ("print every entry", "MAP"),
@@ -21,6 +17,8 @@ VERBS = {
     "update": ("write one entry", "MAP key DATA value DATA [any|noexist|exist]"),
     "delete": ("remove one entry", "MAP key DATA"),
     "pin": ("pin the map in bpffs", "MAP PATH"),
+    "load": ("write many entries: JSON Lines of {\"key\": ..., \"value\": ...} as dump -j "
+             "prints them (BPF_MAP_UPDATE_BATCH)", "MAP [FILE|-] [any|noexist|exist]"),
 }
 
 EPILOG = """\
@@ -43,6 +41,10 @@ STATUS_NOT_FOUND = 254
 
 
 def register(sub) -> None:
+    import argparse
+
+    from bpfsession.cli.parser import RawFormatter
+
     p = sub.add_parser("map", help="show, dump, look up, update, delete or pin a map",
                        description="Read and write BPF maps, the bpftool way.",
                        epilog=EPILOG, formatter_class=RawFormatter)
@@ -65,25 +67,44 @@ def register(sub) -> None:
         v.set_defaults(func=run, map_verb=verb)
 
 
+def fast_parse(verb: str, argv: list[str]):
+    """`map VERB MAP ...` without argparse (these run thousands of times from shell loops),
+    or None for what argparse must see (no verb, options before the MAP, help). Equal to
+    argparse's answer: tests/test_cli_fast.py."""
+    if verb != "map" or not argv or argv[0] not in HANDLERS or \
+            (len(argv) > 1 and argv[1].startswith("-")):
+        return None
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(command="map", map_verb=argv[0], json=False, pretty=False,
+                           args=argv[1:], func=run)
+    if argv[0] not in ("show", "pin"):
+        args.key_type = args.value_type = None
+    return args
+
+
 _FLAGS = {"-j": "json", "--json": "json", "-p": "pretty", "--pretty": "pretty"}
 _VALUED = {"--key-type": "key_type", "--value-type": "value_type"}
 
 
 def _options(args) -> list[str]:
     """Pull -j/-p/--key-type/--value-type out of the words after the verb."""
-    rest, words = [], list(args.args)
-    while words:
-        w = words.pop(0)
+    rest = []
+    words = iter(args.args)
+    for w in words:
+        if w[:1] != "-":
+            rest.append(w)
+            continue
         name, eq, val = w.partition("=")
         if w in _FLAGS:
             setattr(args, _FLAGS[w], True)
         elif name in _VALUED and hasattr(args, _VALUED[name]):
             if not eq:
-                if not words:
+                val = next(words, None)
+                if val is None:
                     from bpfsession.errors import BpfSessionError
 
                     raise BpfSessionError(f"{name} needs a layout, e.g. {name} u32")
-                val = words.pop(0)
             setattr(args, _VALUED[name], val)
         else:
             rest.append(w)
@@ -98,21 +119,72 @@ def run(args) -> int:
     words = _options(args)
     out = sys.stdout.buffer
     status = HANDLERS[args.map_verb](args, words, out)
+    sys.stdout.flush()
     out.flush()
-    return status
+    sys.stderr.flush()
+    # Done, and every fd this call opened is closed: skip the interpreter's teardown (a
+    # few ms of each call from a shell loop), as `new` does. Errors take the normal way.
+    import os
+
+    os._exit(status)
 
 
-def _open(words: list[str]):
+def execute(verb: str, words: list[str], as_json: bool, pretty_json: bool, out,
+            opened: dict | None = None) -> int:
+    """One map command (`map VERB WORDS...`) written to the binary file `out`, for
+    `batch`; `opened` keeps maps open (and their BTF parsed) from one command to the next.
+    """
+    from types import SimpleNamespace
+
+    from bpfsession.errors import BpfSessionError
+
+    if verb not in HANDLERS:
+        raise BpfSessionError(f"unknown map command {verb!r}: map "
+                              f"{'|'.join(HANDLERS)}")
+    args = SimpleNamespace(map_verb=verb, json=as_json, pretty=pretty_json, args=words,
+                           key_type=None, value_type=None, opened=opened)
+    if verb in ("show", "pin"):
+        del args.key_type, args.value_type
+    return HANDLERS[verb](args, _options(args), out)
+
+
+class _Kept:
+    """A map kept open across a batch's commands: `with` does not close it."""
+
+    def __init__(self, m):
+        self.m = m
+
+    def __enter__(self):
+        return self.m
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def _open(words: list[str], args=None):
     from bpfsession import maps
 
     spec, rest = maps.split_spec(words)
-    return maps.open_map(spec), rest
+    opened = getattr(args, "opened", None)
+    if opened is None:
+        return maps.open_map(spec), rest
+    key = tuple(spec)
+    if key not in opened:
+        opened[key] = maps.open_map(spec)
+    return _Kept(opened[key]), rest
 
 
 def _codec(args, m):
     from bpfsession import maps
 
-    return maps.codec(m, getattr(args, "key_type", None), getattr(args, "value_type", None))
+    kt, vt = getattr(args, "key_type", None), getattr(args, "value_type", None)
+    opened = getattr(args, "opened", None)
+    if opened is None:
+        return maps.codec(m, kt, vt)
+    key = ("codec", m.fd, m.info.id, kt, vt)
+    if key not in opened:
+        opened[key] = maps.codec(m, kt, vt)
+    return opened[key]
 
 
 def _fields(rest: list[str], verb: str, want: tuple[str, ...]) -> dict[str, list[str]]:
@@ -153,8 +225,8 @@ def do_show(args, words, out) -> int:
 
     if not words:
         return _show_all(args, out)
-    m, rest = _open(words)
-    with m:
+    m, rest = _open(words, args)
+    with m as m:
         _check_no_args(rest, "show")
         fields = maps.show(m)
     if args.json:
@@ -176,7 +248,6 @@ def _show_all(args, out) -> int:
 
     from bpfsession import mapenv, maps
     from bpfsession.errors import BpfSessionError
-    from bpfsession.kernel import bpf
 
     opened = []
     try:
@@ -187,7 +258,7 @@ def _show_all(args, out) -> int:
                 except BpfSessionError:
                     continue  # an fd the command closed: skipped, like a map gone by id
         else:
-            for map_id in bpf.map_ids():
+            for map_id in maps.system_map_ids("`map show` without MAP outside a session"):
                 try:
                     opened.append(maps.open_map(["id", str(map_id)]))
                 except BpfSessionError:
@@ -206,8 +277,8 @@ def _show_all(args, out) -> int:
 def do_dump(args, words, out) -> int:
     from bpfsession import maps
 
-    m, rest = _open(words)
-    with m:
+    m, rest = _open(words, args)
+    with m as m:
         _check_no_args(rest, "dump")
         maps.dump(out, m, _codec(args, m), args.json, args.pretty)
     return 0
@@ -217,8 +288,8 @@ def do_lookup(args, words, out) -> int:
     from bpfsession import maps
     from bpfsession.mapfmt import EntryFormatter, lookup_text, parse_data
 
-    m, rest = _open(words)
-    with m:
+    m, rest = _open(words, args)
+    with m as m:
         f = _fields(rest, "lookup", ("key",))
         codec = _codec(args, m)
         lay = codec.layout
@@ -232,8 +303,8 @@ def do_update(args, words, out) -> int:
     from bpfsession import maps
     from bpfsession.mapfmt import ID_VALUE_TYPES, parse_data
 
-    m, rest = _open(words)
-    with m:
+    m, rest = _open(words, args)
+    with m as m:
         f = _fields(rest, "update", ("key", "value", "flag"))
         codec = _codec(args, m)
         lay = codec.layout
@@ -293,8 +364,8 @@ def do_delete(args, words, out) -> int:
     from bpfsession.errors import BpfSessionError
     from bpfsession.mapfmt import fprint_hex, parse_data
 
-    m, rest = _open(words)
-    with m:
+    m, rest = _open(words, args)
+    with m as m:
         f = _fields(rest, "delete", ("key",))
         codec = _codec(args, m)
         key = parse_data(f["key"], codec.layout.key_size, "key", codec.key)
@@ -310,8 +381,8 @@ def do_pin(args, words, out) -> int:
     from bpfsession import maps
     from bpfsession.errors import BpfSessionError
 
-    m, rest = _open(words)
-    with m:
+    m, rest = _open(words, args)
+    with m as m:
         if len(rest) != 1:
             raise BpfSessionError("`map pin` needs one PATH under a bpffs mount, "
                                   "e.g. /sys/fs/bpf/mymap")
@@ -321,5 +392,31 @@ def do_pin(args, words, out) -> int:
     return 0
 
 
+def do_load(args, words, out) -> int:
+    import sys
+
+    from bpfsession import mapload, maps
+    from bpfsession.errors import BpfSessionError
+
+    m, rest = _open(words, args)
+    with m as m:
+        flag = rest.pop() if rest and rest[-1] in maps.UPDATE_FLAGS else "any"
+        if len(rest) > 1:
+            raise BpfSessionError("`map load` takes one FILE (or - for stdin) after the map")
+        path = rest[0] if rest else "-"
+        if path == "-":
+            mapload.load(m, _codec(args, m), sys.stdin, maps.UPDATE_FLAGS[flag])
+        else:
+            try:
+                f = open(path, encoding="utf-8", errors="surrogateescape")
+            except OSError as err:
+                raise BpfSessionError(f"cannot read {path}: {err.strerror}") from None
+            with f:
+                mapload.load(m, _codec(args, m), f, maps.UPDATE_FLAGS[flag])
+    if args.json:
+        out.write(b"null\n")
+    return 0
+
+
 HANDLERS = {"show": do_show, "dump": do_dump, "lookup": do_lookup, "update": do_update,
-            "delete": do_delete, "pin": do_pin}
+            "delete": do_delete, "pin": do_pin, "load": do_load}

@@ -20,6 +20,7 @@ COMMANDS = {
     "show": "bpfsession.cli.sessions",
     "attach": "bpfsession.cli.sessions",
     "map": "bpfsession.cli.map",
+    "batch": "bpfsession.cli.batch",
     "tui": "bpfsession.cli.tui",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
