@@ -307,7 +307,8 @@ def test_default_seccomp_profile_fails_in_one_line_before_the_command(engine, im
         assert list(shared_dir.iterdir()) == []  # nothing bound: no loader sends in vain
 
 
-def test_shipped_profile_is_the_engines_default_plus_bpf():
+def test_shipped_profile_is_the_engines_default_plus_bpf(engine):
+    """images/seccomp-bpf.json against the default profile the installed podman uses."""
     shipped = json.loads(PROFILE.read_text())
     default = json.loads(Path("/usr/share/containers/seccomp.json").read_text())
     added = [r for r in shipped["syscalls"] if r["names"] == ["bpf"]]
