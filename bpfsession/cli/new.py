@@ -167,9 +167,9 @@ def config_from(args, environ=os.environ):
 def refuse_blocked_bpf() -> None:
     """Fail before binding or spawning anything where seccomp denies bpf(2): the maps could be
     received but not described, and the command could hold them but never read them."""
-    from bpfsession.kernel import bpf
+    from bpfsession.kernel import seccomp
 
-    if bpf.seccomp_blocks_bpf():
+    if seccomp.blocks_bpf():
         raise BpfSessionError(
             "bpf(2) is blocked by seccomp (container engines' default profiles allow it only "
             "with CAP_SYS_ADMIN): run the container with images/seccomp-bpf.json "

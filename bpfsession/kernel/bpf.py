@@ -451,22 +451,19 @@ def is_map_fd(fd: int) -> bool:
     return fd_kind(fd) == "bpf-map"
 
 
-def seccomp_blocks_bpf() -> bool:
-    """True when a seccomp filter refuses bpf(2) to this process.
+
+def refused() -> bool:
+    """True when bpf(2) itself is refused to this process, whatever the command.
 
     The probe is BPF_OBJ_GET_INFO_BY_FD on fd -1: where bpf(2) is reachable, the kernel gets
-    as far as the fd lookup and answers EBADF, with or without capabilities. The container
-    engines' default seccomp profiles answer EPERM instead (docker and podman allow bpf only
-    with CAP_SYS_ADMIN) and unknown syscalls get ENOSYS. `Seccomp: 2` in /proc/self/status
-    (a filter is installed) tells that apart from kernels before 5.19, whose
-    kernel.unprivileged_bpf_disabled also answered EPERM to every command.
+    as far as the fd lookup and answers EBADF, with or without capabilities. A seccomp
+    filter answers before the kernel looks: the container engines' default profiles give
+    EPERM (they allow bpf only with CAP_SYS_ADMIN), and ENOSYS is the usual answer to a
+    syscall a profile does not list. (Kernels before 5.19 also answered EPERM to every
+    command under kernel.unprivileged_bpf_disabled: kernel/seccomp.py tells them apart.)
     """
     try:
         _info(-1, _MapInfo())
     except KernelError as err:
-        if err.errno not in (1, 38):  # EPERM, ENOSYS
-            return False
-    else:
-        return False
-    with open("/proc/self/status", "rb") as f:
-        return any(line.split() == [b"Seccomp:", b"2"] for line in f)
+        return err.errno in (1, 38)  # EPERM, ENOSYS
+    return False
