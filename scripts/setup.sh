@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(clang llvm bpftool libbpf-dev libcap-dev iproute2 tmux gcc python3-venv
-              procps util-linux man-db groff-base zsh fish)
+              procps util-linux man-db groff-base zsh fish
+              podman runc debootstrap catatonit netavark iptables)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \

@@ -112,7 +112,10 @@ def test_builder_makes_wheels_final_installs_them_without_a_compiler(dockerfile)
     assert "libcap2" in final_run and "gcc" not in final_run and "-dev" not in final_run
     assert re.search(r"--mount=type=bind,from=builder,source=/wheels", final_run)
     assert "--no-index" in final_run
-    assert not any(w == "COPY" for _, w, _ in final), "wheels would stay in a layer"
+    # Only the digest list crosses over in a layer (the wheels would stay in it).
+    assert [a for _, w, a in final if w == "COPY"] == [
+        "--from=builder /wheels.sha256 /usr/share/bpfsession/wheels.sha256"]
+    assert "sha256sum --quiet --check /usr/share/bpfsession/wheels.sha256" in final_run
 
 
 def test_entrypoint_volume_env_labels(dockerfile):
@@ -205,6 +208,28 @@ def test_capabilities_per_container(name, loader_caps):
     loader_cmd = " ".join(containers["loader"]["args"])
     by_id = bool(re.search(r"--(dev|map-id|prog-id)\b", loader_cmd))
     assert by_id == ("SYS_ADMIN" in loader_caps)
+
+
+@pytest.mark.parametrize("name, profiled", [
+    ("pod.yaml", {"agent"}),                 # the loader has CAP_SYS_ADMIN: the default allows bpf
+    ("daemonset.yaml", {"loader", "agent"}),
+])
+def test_containers_without_sys_admin_get_the_bpf_seccomp_profile(name, profiled):
+    """The engines' default profiles allow bpf(2) only with CAP_SYS_ADMIN: every other
+    container that uses it runs with images/seccomp-bpf.json, in the field and in the
+    annotation form (podman kube play 4.x reads only that), the two agreeing."""
+    doc = _load(name)
+    meta = doc["spec"]["template"]["metadata"] if doc["kind"] == "DaemonSet" else doc["metadata"]
+    annotations = meta.get("annotations", {})
+    prefix = "container.seccomp.security.alpha.kubernetes.io/"
+    assert {k.removeprefix(prefix): v for k, v in annotations.items()} == \
+        dict.fromkeys(profiled, "localhost/seccomp-bpf.json")
+    for cname, c in _containers(doc).items():
+        profile = c["securityContext"].get("seccompProfile")
+        if cname in profiled:
+            assert profile == {"type": "Localhost", "localhostProfile": "seccomp-bpf.json"}
+        else:
+            assert profile is None and "SYS_ADMIN" in _caps(c)[1]
 
 
 def test_daemonset_gets_the_nodes_bpffs():
@@ -348,3 +373,65 @@ def test_new_and_its_agent_need_no_capability(make_map, short_tmp):
     value = bytearray(8)
     assert bpf.map_lookup_elem(fd, b"\2\0\0\0", value) and value == b"\5" * 8
     assert not os.path.exists(uds)
+
+
+# ------------------------------------------- seccomp: the probe under a real filter
+
+_FILTERED = r"""
+import ctypes, os, struct, sys
+from bpfsession.kernel import seccomp
+
+# A classic-BPF seccomp program: SECCOMP_RET_ERRNO | errno for one syscall number, else
+# allow. struct seccomp_data starts with `int nr` (linux/seccomp.h).
+nr, errno_ret = int(sys.argv[1]), int(sys.argv[2])
+insns = [(0x20, 0, 0, 0),                       # ld  [0]          (nr)
+         (0x15, 0, 1, nr),                      # jeq #nr, 0, 1
+         (0x06, 0, 0, 0x00050000 | errno_ret),  # ret ERRNO(errno_ret)
+         (0x06, 0, 0, 0x7FFF0000)]              # ret ALLOW
+prog = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in insns))
+fprog = struct.pack("HxxxxxxQ", len(insns), ctypes.addressof(prog))
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) == 0, ctypes.get_errno()
+if sys.argv[3:]:
+    os.execv(sys.argv[3], sys.argv[3:])
+print(seccomp.filtered(), seccomp.blocks_bpf())
+"""
+
+
+def _filtered(nr: int, errno_ret: int, *argv: str) -> subprocess.CompletedProcess:
+    """Run the probe, or ARGV, under a seccomp filter that fails syscall NR with ERRNO_RET."""
+    return run([sys.executable, "-c", _FILTERED, str(nr), str(errno_ret), *argv], check=False,
+               env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+_NR_BPF = {"x86_64": 321, "aarch64": 280}[os.uname().machine]  # asm/unistd.h
+_NR_GETPRIORITY = {"x86_64": 140, "aarch64": 141}[os.uname().machine]
+
+
+@pytest.mark.parametrize("nr, errno_ret, blocked", [
+    (_NR_BPF, 1, True),            # EPERM: docker's and podman's default profiles
+    (_NR_BPF, 38, True),           # ENOSYS: a profile's default action for unknown syscalls
+    (_NR_GETPRIORITY, 1, False),   # a filter, but bpf(2) gets through: EBADF
+])
+def test_seccomp_probe_under_a_real_filter(nr, errno_ret, blocked):
+    res = _filtered(nr, errno_ret)
+    assert (res.returncode, res.stdout, res.stderr) == (0, f"True {blocked}\n", "")
+
+
+def test_seccomp_probe_without_a_filter():
+    """The test runner has no filter: no probe is needed, and bpf(2) answers EBADF."""
+    from bpfsession.kernel import seccomp
+
+    assert (seccomp.filtered(), seccomp.blocks_bpf(), bpf.refused()) == (False, False, False)
+
+
+def test_new_under_a_filter_that_blocks_bpf_says_so_and_starts_nothing(short_tmp):
+    uds = short_tmp / "bpf-uds"
+    res = _filtered(_NR_BPF, 1, sys.executable, "-m", "bpfsession", "new", "imp", str(uds),
+                    "run", "sh", "-c", "echo started")
+    assert res.returncode == 1 and res.stdout == ""
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("bpfsession: bpf(2) is blocked by") and "seccomp" in line
+    assert "images/seccomp-bpf.json" in line
+    assert list(short_tmp.iterdir()) == []

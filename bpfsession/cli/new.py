@@ -162,10 +162,25 @@ def config_from(args, environ=os.environ):
     )
 
 
+def refuse_blocked_bpf() -> None:
+    """Fail before binding or spawning anything where seccomp denies bpf(2): the maps could be
+    received but not described, and the command could hold them but never read them."""
+    from bpfsession.kernel import seccomp
+
+    if seccomp.blocks_bpf():
+        raise BpfSessionError(
+            "bpf(2) is blocked by seccomp (container engines' default profiles allow it only "
+            "with CAP_SYS_ADMIN): run the container with images/seccomp-bpf.json "
+            "(`--security-opt seccomp=seccomp-bpf.json`; Kubernetes: seccompProfile "
+            "Localhost), see docs/container.md")
+
+
 def run(args) -> int:
     from bpfsession import session
 
-    status = session.run(config_from(args))
+    cfg = config_from(args)
+    refuse_blocked_bpf()
+    status = session.run(cfg)
     # The session is over and all it made is gone: skip the interpreter's teardown of
     # ~150 modules, ~6 ms of every `new ... run CMD` (docs/performance.md).
     for stream in (sys.stdout, sys.stderr):

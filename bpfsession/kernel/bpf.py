@@ -468,3 +468,21 @@ def fd_kind(fd: int, pid: int | str = "self") -> str | None:
 
 def is_map_fd(fd: int) -> bool:
     return fd_kind(fd) == "bpf-map"
+
+
+
+def refused() -> bool:
+    """True when bpf(2) itself is refused to this process, whatever the command.
+
+    The probe is BPF_OBJ_GET_INFO_BY_FD on fd -1: where bpf(2) is reachable, the kernel gets
+    as far as the fd lookup and answers EBADF, with or without capabilities. A seccomp
+    filter answers before the kernel looks: the container engines' default profiles give
+    EPERM (they allow bpf only with CAP_SYS_ADMIN), and ENOSYS is the usual answer to a
+    syscall a profile does not list. (Kernels before 5.19 also answered EPERM to every
+    command under kernel.unprivileged_bpf_disabled: kernel/seccomp.py tells them apart.)
+    """
+    try:
+        _info(-1, _MapInfo())
+    except KernelError as err:
+        return err.errno in (1, 38)  # EPERM, ENOSYS
+    return False
