@@ -68,30 +68,14 @@ def stream(pipe: int, out, as_json: bool) -> None:
 def session_note(spec: str) -> str:
     """What `debug SESSION` can and cannot filter, said plainly."""
     from bpfsession import discover
+    from bpfsession.errors import KernelError
     from bpfsession.kernel import bpf
 
     found = discover.find(spec)
-    progs = sorted(_progs_using(found.map_ids, bpf))
+    try:
+        progs = [(p.id, p.name) for p in bpf.progs_using(found.map_ids)]
+    except KernelError:  # the walk needs CAP_SYS_ADMIN: the note says none
+        progs = []
     listed = ", ".join(f"{name} (id {pid})" for pid, name in progs) or "none loaded now"
     return (f"trace lines do not say which program wrote them, so the lines of every "
             f"program are shown; session {found.name}'s programs: {listed}")
-
-
-def _progs_using(map_ids: set[int], bpf) -> list[tuple[int, str]]:
-    from bpfsession.errors import KernelError
-
-    out = []
-    for prog_id in bpf.prog_ids():
-        try:
-            fd = bpf.prog_get_fd_by_id(prog_id)
-        except KernelError:
-            continue
-        try:
-            info = bpf.prog_info(fd)
-        except KernelError:
-            continue
-        finally:
-            os.close(fd)
-        if map_ids & set(info.map_ids):
-            out.append((info.id, info.name))
-    return out

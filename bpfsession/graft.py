@@ -176,19 +176,12 @@ def neighbour_maps(m: OpenMap, spec: list[str], environ) -> dict[str, int]:
 def _maps_beside(map_id: int) -> list[int]:
     """Ids of the maps used by the programs that use map `map_id`."""
     out: list[int] = []
-    for prog_id in bpf.prog_ids():
-        try:
-            fd = bpf.prog_get_fd_by_id(prog_id)
-        except KernelError:
-            continue
-        try:
-            ids = bpf.prog_info(fd).map_ids
-        except KernelError:
-            continue
-        finally:
-            os.close(fd)
-        if map_id in ids:
-            out.extend(i for i in ids if i not in out)
+    try:
+        using = bpf.progs_using({map_id})
+    except KernelError:  # the walk needs CAP_SYS_ADMIN: nothing to add
+        return out
+    for info in using:
+        out.extend(i for i in info.map_ids if i not in out)
     return out
 
 

@@ -24,7 +24,6 @@ from collections.abc import Iterable
 
 from bpfsession.errors import BpfSessionError, KernelError
 from bpfsession.kernel import bpf, links
-from bpfsession.kernel.types import ProgInfo
 
 NETNS_DIR = "/run/netns"  # where `ip netns add` bind-mounts named namespaces
 
@@ -44,7 +43,7 @@ def using(map_ids: Iterable[int]) -> dict[int, list[dict] | None]:
     if not wanted:
         return {}
     try:
-        matched = _progs_using(wanted)
+        matched = bpf.progs_using(wanted)
         device = any(p.type in _DEVICE_PROG_TYPES for p in matched)
         where = attachments({p.id for p in matched}, device=device) if matched else {}
     except KernelError as err:
@@ -60,24 +59,6 @@ def using(map_ids: Iterable[int]) -> dict[int, list[dict] | None]:
             out[map_id].append({"id": p.id, "name": p.name, "type": p.type_name, "tag": p.tag,
                                 "attached": [dict(a) for a in where.get(p.id, [])]})
     return out
-
-
-def _progs_using(wanted: set[int]) -> list[ProgInfo]:
-    found = []
-    for prog_id in bpf.prog_ids():
-        try:
-            fd = bpf.prog_get_fd_by_id(prog_id)
-        except KernelError as err:
-            if err.errno == errno.ENOENT:
-                continue  # unloaded since the walk saw it
-            raise
-        try:
-            info = bpf.prog_info(fd)
-        finally:
-            os.close(fd)
-        if wanted.intersection(info.map_ids):
-            found.append(info)
-    return found
 
 
 def attachments(prog_ids: set[int], device: bool = True) -> dict[int, list[dict]]:

@@ -438,6 +438,28 @@ def prog_info(fd: int) -> ProgInfo:
                     tag=bytes(info.tag).hex(), map_ids=tuple(ids[:n]))
 
 
+def progs_using(map_ids) -> list[ProgInfo]:
+    """The loaded programs that use any of `map_ids`, in id order (one walk of the
+    program ids). A program unloaded during the walk is skipped; any other failure
+    (EPERM: the walk needs CAP_SYS_ADMIN) is a KernelError."""
+    wanted = set(map_ids)
+    found = []
+    for prog_id in prog_ids():
+        try:
+            fd = prog_get_fd_by_id(prog_id)
+        except KernelError as err:
+            if err.errno == errno.ENOENT:
+                continue
+            raise
+        try:
+            info = prog_info(fd)
+        finally:
+            os.close(fd)
+        if wanted.intersection(info.map_ids):
+            found.append(info)
+    return found
+
+
 def btf_raw(btf_fd: int) -> bytes:
     """The raw BTF blob of a BTF object (magic 0xeB9F): info once for the size, again for it."""
     info = _BtfInfo()
