@@ -45,7 +45,7 @@ async def until(pilot, predicate, timeout: float = 10.0, what: str = "condition"
         if value:
             return value
         await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
 def main_screen(app) -> MainScreen:
@@ -65,21 +65,19 @@ async def select(pilot, app, session_id: str) -> None:
     table = sessions_table(app)
     table.focus()
     await until(pilot, lambda: session_id in table.shown, what=f"row {session_id}")
-    # Other sessions on the machine come and go while the keys travel, moving rows: walk
-    # again from the top until the cursor lands (once on it, it stays on it).
+    # Other sessions on the machine come and go while the keys travel, moving rows (and
+    # the table keeps its cursor on the row it was on): step toward the row as it is now,
+    # one key at a time, until the cursor lands on it.
     deadline = time.monotonic() + 30
-    while True:
-        target = table.get_row_index(session_id)
-        await pilot.press("home")
-        for _ in range(target):
-            await pilot.press("down")
-        await pilot.pause()
-        if table.selected_key == session_id:
-            return
+    while table.selected_key != session_id:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for the cursor on {session_id} (row "
-                                 f"{target} of {table.row_count}; the cursor on row "
-                                 f"{table.cursor_row}, focus on {app.focused})")
+                                 f"{table.get_row_index(session_id)} of {table.row_count}; "
+                                 f"the cursor on row {table.cursor_row}, focus on "
+                                 f"{app.focused})")
+        step = "down" if table.get_row_index(session_id) > table.cursor_row else "up"
+        await pilot.press(step)
+        await pilot.pause()
 
 
 async def type_filter(pilot, text: str) -> None:
@@ -168,7 +166,9 @@ async def test_filter_by_text_and_by_netns(tc_session, make_map, netns):
         table = sessions_table(app)
         await until(pilot, lambda: {host.id, inns.id} <= table.shown.keys(), what="both rows")
         await type_filter(pilot, tag)  # a map name: matches exactly these two sessions
-        await until(pilot, lambda: set(table.shown) == {host.id, inns.id}, what="the filter")
+        await until(pilot, lambda: set(table.shown) == {host.id, inns.id},
+                    what=lambda: f"the filter {app.main.query_one('#filter').value!r} to show "
+                    f"{host.id} and {inns.id} (shown: {sorted(table.shown)})")
         assert app.main.sub_title.startswith("2 ")  # "2 of N sessions", or "2 sessions"
 
         select_ = app.main.query_one("#netns")
