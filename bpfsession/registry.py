@@ -186,8 +186,7 @@ _MAP_FIELDS = {"env": lambda v: isinstance(v, str), "fd": _is_int, "id": _is_int
 _SENDER_FIELDS = ("flags", "pinning", "inner_id", "inner_idx")
 STATES = ("waiting", "running")
 _FIELDS = {
-    "name": lambda v: v is None or isinstance(v, str) and 0 < len(v.encode(errors="replace"))
-    <= MAX_NAME,
+    "name": lambda v: v is None or _valid_name(v),  # None: a waiting receiver's, unnamed
     "pid": lambda v: _is_int(v, 1), "supervisor": lambda v: _is_int(v, 1),
     "uid": _is_int, "obj": lambda v: isinstance(v, str), "started": lambda v: isinstance(v, str),
     "command": lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v),
@@ -201,6 +200,10 @@ _OPTIONAL = {
     "wire_layout": lambda v: v in (20, 24, 28, 36) and type(v) is int,
     "state": lambda v: v in STATES, "since": lambda v: isinstance(v, str),
 }
+
+
+def _valid_name(v: object) -> bool:
+    return isinstance(v, str) and 0 < len(v.encode(errors="replace")) <= MAX_NAME
 
 
 def _valid_map(m: object) -> bool:

@@ -226,3 +226,29 @@ def test_no_banner_on_a_pipe(sessions, receivers, make_map):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
     assert err == ""
+
+
+# ---- the registry's word on a waiting entry ---------------------------------------------
+
+
+WAITING = {"id": "abcdef01", "state": "waiting", "since": "2026-11-29T09:00:00+00:00",
+           "name": None, "pid": 4242, "supervisor": 4242, "uid": 0, "obj": "",
+           "started": "2026-11-29T09:00:00+00:00", "command": ["sh"], "maps": [],
+           "socket": "/tmp/u", "control": None}
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({}, None),
+    ({"name": "probe"}, None),
+    ({"state": "running"}, "bad or missing 'name'"),  # only a waiting receiver is unnamed
+    ({"state": "paused"}, "bad 'state'"),
+    ({"since": 5}, "bad 'since'"),
+    ({"pid": 4243}, "a waiting entry holds maps or names another process"),
+    ({"maps": [{"env": "BPF_MAP0", "fd": 3, "id": 1, "name": "m", "type": "array",
+                "key_size": 4, "value_size": 4, "max_entries": 1}]},
+     "a waiting entry holds maps or names another process"),
+])
+def test_registry_validates_a_waiting_entry(change, problem):
+    from bpfsession import registry
+
+    assert registry.problem({**WAITING, **change}, "/run/x", "abcdef01") == problem
