@@ -33,6 +33,12 @@ def fetch_maps(session: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
     Entry ids are the session's own (BPF_MAP<id> stays the same name for the same map).
     BpfSessionError when the session ended meanwhile or we may not take its maps.
     """
+    if session.state == "waiting":
+        from bpfsession.printable import printable
+
+        raise BpfSessionError(f"session {printable(session.name)} has no maps yet: it waits "
+                              f"for them on {printable(session.socket or '?')} (`bpfsession "
+                              "send` them there, then try again)")
     if session.control and session.supervisor:
         got = _from_control(session)
         if got is not None:

@@ -348,18 +348,23 @@ def _build(root: _Proc, members: list[_Proc], scan: _Scan, reg: dict | None) -> 
         started = scan.started(root.starttime)
         uid = root.uid
     reg = reg or {}
+    waiting = reg.get("state") == "waiting"
     sup = reg.get("supervisor")
-    if not isinstance(sup, int) or sup <= 0 or sup == root.pid:
+    if not isinstance(sup, int) or sup <= 0 or (sup == root.pid and not waiting):
         sup = None  # `new --exec`: the command is its own registrant, nobody supervises
     layout, obj_st = _wire_fields(reg)
+    # A waiting receiver holds no maps of its own yet (any map fds it inherited from an
+    # enclosing session are not the maps it waits for).
+    maps = [] if waiting else _session_maps(root, scan, reg or None)
     return Session(
         id=sid, name=name, pid=root.pid, supervisor=sup, uid=uid, netns=netns,
         netns_path=None if netns_path == UNKNOWN_NET else netns_path,
         netns_known=netns_path != UNKNOWN_NET, obj=obj, command=command,
-        started=started, maps=_session_maps(root, scan, reg or None),
+        started=started, maps=maps,
         processes=[_process(p) for p in members], registered=bool(reg),
         control=reg.get("control"), allow_uids=[int(u) for u in reg.get("allow_uids", [])],
-        socket=reg.get("socket"), env=dict(env), wire_layout=layout, obj_st=obj_st)
+        socket=reg.get("socket"), env=dict(env), wire_layout=layout, obj_st=obj_st,
+        state="waiting" if waiting else "running", since=reg.get("since") or started)
 
 
 def _supervises(entry: dict) -> bool:

@@ -93,9 +93,10 @@ class Session(Record):
 
     __slots__ = ("id", "name", "pid", "supervisor", "uid", "netns", "netns_path", "obj",
                  "command", "started", "maps", "processes", "registered", "control",
-                 "allow_uids", "socket", "env", "netns_known", "wire_layout", "obj_st")
+                 "allow_uids", "socket", "env", "netns_known", "wire_layout", "obj_st",
+                 "state", "since")
     _defaults = {"socket": None, "env": dict, "netns_known": True, "wire_layout": None,
-                 "obj_st": None}
+                 "obj_st": None, "state": "running", "since": None}
     id: str
     name: str
     pid: int  # the root process
@@ -116,6 +117,8 @@ class Session(Record):
     netns_known: bool  # False: not root, and no registry entry says (netns is then None)
     wire_layout: int | None  # the hand-off's bpf_scm entry size, from the registry
     obj_st: tuple[int, int] | None  # (st_dev, st_ino) of the sender's header
+    state: str  # "waiting": `new` waits for its maps on `socket` (no maps yet); "running"
+    since: str | None  # ISO 8601: when it entered its state (running: `started`)
 
     @property
     def map_ids(self) -> set[int]:
@@ -126,7 +129,7 @@ def session_json(s: Session) -> dict:
     """The JSON shape of a session for `list -j` / `show -j` (docs/sessions.md).
 
     `"netns": null` is the host's; when the netns is not ours to know, `netns_known` is
-    added, false."""
+    added, false. `state` is "waiting" or "running", `since` when it entered it."""
     doc = {
         "id": s.id, "name": s.name, "pid": s.pid, "netns": s.netns, "obj": s.obj,
         "command": s.command, "started": s.started,
@@ -137,6 +140,7 @@ def session_json(s: Session) -> dict:
         "supervisor": s.supervisor, "uid": s.uid, "netns_path": s.netns_path,
         "registered": s.registered, "control": s.control, "socket": s.socket,
         "allow_uids": s.allow_uids, "wire_layout": s.wire_layout,
+        "state": s.state, "since": s.since or s.started,
         "processes": [{"pid": p.pid, "ppid": p.ppid, "comm": p.comm, "cmdline": p.cmdline,
                        "maps": {str(fd): i for fd, i in sorted(p.map_fds.items())}}
                       for p in s.processes],

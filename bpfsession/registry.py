@@ -21,6 +21,12 @@ pinning, inner_id, inner_idx); optionally obj_st ([st_dev, st_ino] as the sender
 said) and wire_layout (the entry size, 20/24/28/36). Unknown keys are kept and ignored
 (newer writers).
 
+`state` is "waiting" while `new` has bound its socket and waits for the maps, "running"
+once the command runs (an entry without it is running: older writers). A waiting entry
+is written by the receiver itself: pid and supervisor are its own pid, `since` (ISO 8601)
+is when the wait began, `name` is null unless --name gave one, `obj` is "", `control` null
+and `maps` empty; the same entry (same id) is rewritten as running when the maps arrive.
+
 Names are claimed with one file per name, `<name>.name`, created with O_EXCL under an
 flock of the directory: it holds the claimant's pid and start time, so a claim left by a
 killed supervisor is recognised as stale and taken over. No fd stays open (the command's
@@ -178,8 +184,9 @@ _MAP_FIELDS = {"env": lambda v: isinstance(v, str), "fd": _is_int, "id": _is_int
                "name": lambda v: isinstance(v, str), "type": lambda v: isinstance(v, str),
                "key_size": _is_int, "value_size": _is_int, "max_entries": _is_int}
 _SENDER_FIELDS = ("flags", "pinning", "inner_id", "inner_idx")
+STATES = ("waiting", "running")
 _FIELDS = {
-    "name": lambda v: isinstance(v, str) and 0 < len(v.encode(errors="replace")) <= MAX_NAME,
+    "name": lambda v: v is None or _valid_name(v),  # None: a waiting receiver's, unnamed
     "pid": lambda v: _is_int(v, 1), "supervisor": lambda v: _is_int(v, 1),
     "uid": _is_int, "obj": lambda v: isinstance(v, str), "started": lambda v: isinstance(v, str),
     "command": lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v),
@@ -191,7 +198,12 @@ _OPTIONAL = {
     "netns": _opt_str, "netns_path": _opt_str, "socket": _opt_str, "control": _opt_str,
     "obj_st": lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v),
     "wire_layout": lambda v: v in (20, 24, 28, 36) and type(v) is int,
+    "state": lambda v: v in STATES, "since": lambda v: isinstance(v, str),
 }
+
+
+def _valid_name(v: object) -> bool:
+    return isinstance(v, str) and 0 < len(v.encode(errors="replace")) <= MAX_NAME
 
 
 def _valid_map(m: object) -> bool:
@@ -214,6 +226,10 @@ def problem(entry: object, directory: str, file_id: str) -> str | None:
     for key, ok in _OPTIONAL.items():
         if key in entry and not ok(entry[key]):
             return f"bad {key!r}"
+    if entry["name"] is None and entry.get("state") != "waiting":
+        return "bad or missing 'name'"  # only a receiver still waiting may have none
+    if entry.get("state") == "waiting" and (entry["maps"] or entry["pid"] != entry["supervisor"]):
+        return "a waiting entry holds maps or names another process"
     control = entry.get("control")
     if control is not None and control != control_path(directory, file_id):
         return "its control socket is not in the registry directory"

@@ -52,7 +52,8 @@ class Config:
                  netns: str | None = None, timeout: float | None = None,
                  allow_uids: tuple[int, ...] = (), exec_: bool = False, as_init: bool = False,
                  keep_caps: frozenset[int] | None = None, no_new_privs: bool = False,
-                 grace: float = init.DEFAULT_GRACE, run_dir: str | None = None):
+                 grace: float = init.DEFAULT_GRACE, run_dir: str | None = None,
+                 banner: bool = False):
         self.uds = uds
         self.command = command  # None: $SHELL (else /bin/sh), interactive
         self.name = name
@@ -65,6 +66,7 @@ class Config:
         self.no_new_privs = no_new_privs
         self.grace = grace
         self.run_dir = run_dir or registry.run_dir()
+        self.banner = banner  # say on stderr what we wait for and what started (a terminal)
 
     @property
     def argv(self) -> list[str]:
@@ -116,14 +118,18 @@ class _WaitSignals:
             signal.signal(signum, handler)
 
 
-def receive(cfg: Config, on_refused=None) -> wire.Handoff:
-    """One complete hand-off on cfg.uds; the socket file is gone when this returns or raises."""
+def receive(cfg: Config, on_refused=None, bound=None) -> wire.Handoff:
+    """One complete hand-off on cfg.uds; the socket file is gone when this returns or raises.
+
+    `bound()` runs once the socket is bound, before the wait (signals are held meanwhile)."""
     if on_refused is None:
         on_refused = _report_refused
     sigs = _WaitSignals(cfg.uds)
     try:
         listener = wire.Listener(cfg.uds)
         try:
+            if bound is not None:
+                bound()
             sigs.arm()
             handoff = wire.receive(listener, cfg.senders, cfg.timeout, on_refused)
             sigs.armed = False
@@ -471,30 +477,73 @@ def run(cfg: Config) -> int:
         target = netns.resolve(cfg.netns)
         netns_fd = netns.open_netns(target)
     claim = None
+    session_id = registry.new_id()
+    waiting = False  # whether the waiting entry was written (removed on every way out)
     try:
         if target is not None and os.geteuid() != 0:
             netns.check_enter(netns_fd, target)  # before binding: a hand-off is not lost
         if cfg.name:
             check_name(cfg.name)
         registry.check_dir(cfg.run_dir)
-        usable = None  # the registry directory is made once there is something to put in it
+        usable = _usable_run_dir(cfg.run_dir)
         if cfg.name:
-            usable = _usable_run_dir(cfg.run_dir)
             claim = _claim(cfg.run_dir, usable, cfg.name, cfg.name)  # fail before waiting
-        handoff = receive(cfg)
+
+        def bound() -> None:
+            nonlocal waiting
+            if usable:
+                waiting = _register(cfg.run_dir, _waiting_entry(cfg, session_id, target))
+            if cfg.banner:
+                _say(f"waiting for maps on {cfg.uds}; send them with: "
+                     f"{_send_hint(cfg.uds, cfg.netns)}")
+
+        handoff = receive(cfg, bound=bound)
         try:
-            if usable is None:
-                usable = _usable_run_dir(cfg.run_dir)
             if claim is None:
                 claim = _claim(cfg.run_dir, usable, None, derive_name(handoff.obj))
-            return _start(cfg, handoff, target, netns_fd, claim.name, usable)
+            return _start(cfg, handoff, target, netns_fd, claim.name, usable, session_id)
         finally:
             handoff.close()
     finally:
+        if waiting:
+            registry.remove(cfg.run_dir, session_id)
         if claim is not None:
             claim.release()
         if netns_fd >= 0:
             os.close(netns_fd)
+
+
+def _waiting_entry(cfg: Config, session_id: str, target: Netns | None) -> dict:
+    """The registry entry of a receiver still waiting for its maps (registry.py)."""
+    now = _now()
+    return {
+        "id": session_id, "state": "waiting", "since": now, "name": cfg.name or None,
+        "pid": os.getpid(), "supervisor": os.getpid(),
+        "supervisor_start": procfs.start_time(os.getpid()), "uid": os.getuid(),
+        "allow_uids": sorted(set(cfg.allow_uids)),
+        "netns": (target.name or target.arg) if target else None,
+        "netns_path": target.path if target else None, "socket": os.path.abspath(cfg.uds),
+        "control": None, "obj": "", "command": cfg.argv, "started": now, "maps": [],
+    }
+
+
+def _send_hint(uds: str, netns: str | None) -> str:
+    """The `bpfsession send` command that would feed this receiver, ready to edit."""
+    import shlex
+
+    hint = f"bpfsession send {shlex.quote(uds)} --dev IFACE --ingress"
+    return hint + (f" --netns {shlex.quote(netns)}" if netns else "")
+
+
+def _say(text: str) -> None:
+    """One line of the banner on stderr; outside strings in it are escaped."""
+    from bpfsession.printable import printable
+
+    try:
+        sys.stderr.write(f"bpfsession: {printable(text)}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass  # the terminal went away: nothing to tell
 
 
 def _claim(directory: str, usable: bool, requested: str | None,
@@ -510,9 +559,8 @@ def _claim(directory: str, usable: bool, requested: str | None,
 
 
 def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: int,
-           name: str, usable: bool) -> int:
+           name: str, usable: bool, session_id: str) -> int:
     maps = describe(handoff)
-    session_id = registry.new_id()
     argv = cfg.argv
     launch = Launch(argv, session_env(dict(os.environ), maps, handoff.obj, session_id, name,
                                       target.arg if target else None),
@@ -526,10 +574,14 @@ def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: i
         "control": registry.control_path(cfg.run_dir, session_id), "obj": handoff.obj,
         "obj_st": [handoff.st_dev, handoff.st_ino],
         "command": argv, "started": _now(), "maps": [m.record() for m in maps],
-        "wire_layout": handoff.layout,
+        "wire_layout": handoff.layout, "state": "running",
     }
     if not usable:
         entry["control"] = None
+    if cfg.banner:
+        where = f"netns {entry['netns']}" if target else "the host's netns"
+        _say(f"session {name} ({session_id}) started in {where} with {len(maps)} "
+             f"map{'' if len(maps) == 1 else 's'}")
     if cfg.exec_:
         return _exec(cfg, launch, entry, usable)
     return _supervised(cfg, launch, entry, handoff, maps, usable)

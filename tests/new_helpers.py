@@ -38,7 +38,18 @@ def entries(run_dir: str) -> list[dict]:
 
 def wait_entry(run_dir: str, timeout: float = 10) -> dict:
     """The one registry entry of a session that has started its command."""
-    return wait_for(lambda: (e := entries(run_dir)) and e[0], timeout, what="a registry entry")
+    return wait_for(lambda: (e := running(run_dir)) and e[0], timeout,
+                    what="a registry entry")
+
+
+def waiting_entry(run_dir: str) -> dict | None:
+    """The registry entry of a receiver still waiting for its maps, if there is one."""
+    return next((e for e in entries(run_dir) if e.get("state") == "waiting"), None)
+
+
+def running(run_dir: str) -> list[dict]:
+    """The entries of sessions whose command runs (not receivers still waiting)."""
+    return [e for e in entries(run_dir) if e.get("state") != "waiting"]
 
 
 def gone(pid: int) -> bool:

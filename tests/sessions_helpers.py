@@ -139,7 +139,7 @@ class Sessions:
                     entry = json.loads(Path(self.run_dir, name).read_text())
                 except (OSError, ValueError):
                     continue
-                if entry.get("supervisor") == supervisor:
+                if entry.get("supervisor") == supervisor and entry.get("state") != "waiting":
                     return entry
         return None
 

@@ -90,10 +90,10 @@ def test_list_text_is_a_table(sessions, two_maps, netns):
     res = sessions.cli("list")
     assert res.returncode == 0
     header, *rows = res.stdout.splitlines()
-    assert header.split() == ["ID", "NAME", "PID", "SUPERVISOR", "NETNS", "OBJ", "MAPS",
-                              "PROCS", "STARTED"]
-    row = next(r.split() for r in rows if r.split()[2] == str(tc.root))
-    assert row[:7] == [tc.id, tc.id, str(tc.root), "-", netns, "-", "2"]
+    assert header.split() == ["ID", "NAME", "STATE", "PID", "SUPERVISOR", "NETNS", "OBJ",
+                              "MAPS", "PROCS", "STARTED"]
+    row = next(r.split() for r in rows if r.split()[3] == str(tc.root))
+    assert row[:8] == [tc.id, tc.id, "running", str(tc.root), "-", netns, "-", "2"]
 
 
 @pytest.mark.parametrize("args", [("show", "nosuchsession"), ("show", "999999999"),

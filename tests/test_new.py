@@ -7,7 +7,7 @@ import re
 
 from bpfsession.kernel import bpf
 from tests.helpers import bpfsession, fdinfo, map_ids_of, run, send_udp, uniq, wait_for
-from tests.new_helpers import entries, finish, send, wait_entry
+from tests.new_helpers import entries, finish, running, send, wait_entry
 
 pytest_plugins = ["tests.new_fixtures"]
 
@@ -138,8 +138,8 @@ def test_names_derived_get_suffixes_explicit_ones_are_refused(launch, make_map, 
         path = str(short_tmp / f"u{i}")
         procs.append(launch("imp", path, "run", "sleep", "30"))
         send(path, [make_map()], obj="same")
-        wait_for(lambda n=i + 1: len(entries(run_dir)) == n, what="a registry entry")
-    names = sorted(e["name"] for e in entries(run_dir))
+        wait_for(lambda n=i + 1: len(running(run_dir)) == n, what="a registry entry")
+    names = sorted(e["name"] for e in running(run_dir))
     assert names == ["same", "same-2", "same-3"]
     res = bpfsession("new", "--name", "same-2", "imp", str(short_tmp / "x"), "run", "true",
                      env={**os.environ, "BPFSESSION_RUN_DIR": run_dir})

@@ -15,7 +15,7 @@ from bpfsession import session, wire
 from bpfsession.errors import BpfSessionError
 from bpfsession.session import Config
 from tests.helpers import bpfsession, send_as_nobody, wait_for, wait_for_socket
-from tests.new_helpers import finish, live_fds, send
+from tests.new_helpers import finish, live_fds, send, waiting_entry
 
 pytest_plugins = ["tests.new_fixtures"]
 
@@ -60,6 +60,7 @@ def test_bad_datagram_via_cli(case, launch, make_map, uds, run_dir, short_tmp):
     name, payload, fds, hint = next(c for c in cases if c[0] == case)
     marker = short_tmp / "spawned"
     proc = launch("imp", uds, "run", "touch", str(marker))
+    wait_for(lambda: waiting_entry(run_dir), what="the waiting receiver's registry entry")
     try:
         raw_send(uds, payload, fds)
     finally:
@@ -99,7 +100,8 @@ def test_bad_datagram_in_process_leaks_no_fd(case, make_map, uds, short_tmp):
     assert hint in exc.value.hint and exc.value.status == 1
     assert live_fds() == before - set(pipe)
     assert not marker.exists() and not os.path.exists(uds)
-    assert not (short_tmp / "reg").exists()
+    assert os.listdir(short_tmp / "reg") == []  # the waiting entry is gone (the directory
+    # itself is the registry's, like /run/bpfsession: it stays)
 
 
 def test_refused_uid_is_reported_and_the_wait_goes_on(launch, make_map, uds, short_tmp):
@@ -160,6 +162,15 @@ def test_timeout(uds, run_dir):
     assert not os.path.exists(uds) and os.listdir(run_dir) == []
 
 
+def test_timeout_removes_the_waiting_entry(launch, uds, run_dir):
+    proc = launch("--timeout", "2", "imp", uds, "run", "true")
+    entry = wait_for(lambda: waiting_entry(run_dir), what="the waiting receiver's entry")
+    assert entry["pid"] == proc.pid and entry["socket"] == uds
+    status, out, err = finish(proc)
+    assert status == 1 and "timed out" in err
+    assert not os.path.exists(uds) and os.listdir(run_dir) == []
+
+
 def test_timeout_in_process_with_maps_half_received(make_map, uds):
     before = live_fds()
     fd = make_map()
@@ -177,6 +188,7 @@ def test_signal_during_the_wait_via_cli(signum, launch, uds, run_dir, short_tmp)
     marker = short_tmp / "spawned"
     proc = launch("imp", uds, "run", "touch", str(marker))
     wait_for_socket(uds)
+    wait_for(lambda: waiting_entry(run_dir), what="the waiting receiver's registry entry")
     os.kill(proc.pid, signum)
     status, out, err = finish(proc)
     name = signal.Signals(signum).name

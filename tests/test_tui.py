@@ -101,8 +101,8 @@ async def test_tc_exec_session_row_and_its_maps(tc_session, make_map, netns):
     async with app.run_test(size=SIZE) as pilot:
         table = sessions_table(app)
         await until(pilot, lambda: s.id in table.shown, what="the tc exec session's row")
-        name, pid, ns, obj, nmaps, age, command = table.shown[s.id]
-        assert (name, pid, ns, nmaps) == (s.id, str(s.pid), netns, "2")
+        name, pid, ns, obj, nmaps, age, state, command = table.shown[s.id]
+        assert (name, pid, ns, nmaps, state) == (s.id, str(s.pid), netns, "2", "running")
         assert command == "sleep 60" and age.endswith("s")
 
         await select(pilot, app, s.id)

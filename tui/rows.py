@@ -19,7 +19,8 @@ from bpfsession.model import Session, SessionMap, SessionProcess
 from bpfsession.printable import printable
 
 SESSION_COLUMNS = (("name", "NAME"), ("pid", "PID"), ("netns", "NETNS"), ("obj", "OBJ"),
-                   ("maps", "MAPS"), ("age", "AGE"), ("command", "COMMAND"))
+                   ("maps", "MAPS"), ("age", "AGE"), ("state", "STATE"),
+                   ("command", "COMMAND"))
 MAP_COLUMNS = (("env", "ENV"), ("fd", "FD"), ("id", "ID"), ("name", "NAME"), ("type", "TYPE"),
                ("key", "KEY"), ("value", "VALUE"), ("max", "MAX"), ("memlock", "MEMLOCK"))
 PROCESS_COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("comm", "COMM"), ("fds", "MAP FDS"),
@@ -81,8 +82,9 @@ def command_text(argv: list[str], width: int = COMMAND_WIDTH) -> str:
 
 def session_row(s: Session, now: float) -> SessionRow:
     cells = (shown(s.name), str(s.pid), shown(s.netns or "-"), shown(s.obj or "-"),
-             str(len(s.maps)), age(s.started, now), command_text(s.command))
-    words = [s.id, s.name, str(s.pid), s.netns or "host", s.obj or "", shlex.join(s.command)]
+             str(len(s.maps)), age(s.started, now), s.state, command_text(s.command))
+    words = [s.id, s.name, str(s.pid), s.netns or "host", s.obj or "", s.state,
+             shlex.join(s.command)]
     words += [m.name for m in s.maps]
     words += [str(p.pid) for p in s.processes]
     return SessionRow(cells, s.netns or HOST_NETNS, " ".join(words).lower())
@@ -136,10 +138,18 @@ def map_title(m: SessionMap, session: Session) -> str:
 
 
 def session_title(s: Session) -> str:
+    if s.state == "waiting":
+        return (f"  id {shown(s.id)}  pid {s.pid}  waiting for maps on "
+                f"{shown(s.socket or '?', COMMAND_WIDTH)} since {_clock(s.since)}")
     sup = f"supervisor {s.supervisor}" if s.supervisor else "no supervisor"
     return (f"  id {shown(s.id)}  pid {s.pid}  {sup}  uid {s.uid}  "
             f"netns {shown(s.netns or 'host')}  obj {shown(s.obj or '-')}"
             + (f"  wire {s.wire_layout}-byte entries" if s.wire_layout else ""))
+
+
+def _clock(stamp: str | None) -> str:
+    """An ISO 8601 time as `2026-11-29 09:04:32` (the registry's; '-' when unknown)."""
+    return shown(stamp[:19].replace("T", " ")) if stamp else "-"
 
 
 # ---- sorting -------------------------------------------------------------------------------

@@ -159,6 +159,7 @@ def config_from(args, environ=os.environ):
         timeout=timeout, allow_uids=tuple(args.allow_uid), exec_=args.exec_,
         as_init=args.init, keep_caps=keep_caps, no_new_privs=args.no_new_privs,
         grace=init.DEFAULT_GRACE if grace is None else grace,
+        banner=not getattr(args, "quiet", False) and _stderr_is_terminal(),
     )
 
 
@@ -173,6 +174,13 @@ def refuse_blocked_bpf() -> None:
             "with CAP_SYS_ADMIN): run the container with images/seccomp-bpf.json "
             "(`--security-opt seccomp=seccomp-bpf.json`; Kubernetes: seccompProfile "
             "Localhost), see docs/container.md")
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False  # no stderr, or not a real file
 
 
 def run(args) -> int:

@@ -102,20 +102,27 @@ def _print_list(sessions, args, filters: dict[str, str], lines: bool = False) ->
         # A stream (--watch) prints one compact document a line, even under -p.
         print_json([model.session_json(s) for s in sessions], None if lines else args)
         return
-    rows = [("ID", "NAME", "PID", "SUPERVISOR", "NETNS", "OBJ", "MAPS", "PROCS", "STARTED")]
+    rows = [("ID", "NAME", "STATE", "PID", "SUPERVISOR", "NETNS", "OBJ", "MAPS", "PROCS",
+             "STARTED")]
     for s in sessions:
-        rows.append((_p(s.id), _p(s.name), str(s.pid), str(s.supervisor or "-"), _netns(s),
+        rows.append((_p(s.id), _p(s.name), s.state, str(s.pid), str(s.supervisor or "-"),
+                     _netns(s),
                      _p(s.obj) or "-", str(len(s.maps)), str(len(s.processes)),
                      _when(s.started)))
     if len(rows) == 1:
         if not lines and not args.quiet:
             sys.stderr.write("no live sessions\n" if not filters else "no session matches\n")
         return
-    sys.stdout.write(table.render(rows, table.terminal_width(), headers=not args.no_headers,
+    width = table.terminal_width()
+    if not table.fits(rows, width, cuttable=LIST_CUTTABLE):
+        # A narrow terminal (80 columns): STARTED without the year and seconds
+        # (`11-29 09:08`) before the names are cut to nothing; -j keeps it whole.
+        rows = rows[:1] + [r[:-1] + (_short_when(r[-1]),) for r in rows[1:]]
+    sys.stdout.write(table.render(rows, width, headers=not args.no_headers,
                                   cuttable=LIST_CUTTABLE))
 
 
-LIST_CUTTABLE = frozenset({1, 4, 5})  # NAME, NETNS, OBJ: cut on a narrow terminal
+LIST_CUTTABLE = frozenset({1, 5, 6})  # NAME, NETNS, OBJ: cut on a narrow terminal
 
 
 def _p(text: str | None) -> str:
@@ -140,6 +147,11 @@ def _when(started: str | None) -> str:
     return _p(started[:19].replace("T", " ")) if started else "-"
 
 
+def _short_when(shown: str) -> str:
+    """`2026-11-29 09:08:33` -> `11-29 09:08`; anything else as it is."""
+    return shown[5:16] if len(shown) == 19 and shown[4] == "-" else shown
+
+
 def _table(rows: list[tuple[str, ...]], indent: str = "") -> None:
     from bpfsession.cli import table
 
@@ -160,7 +172,8 @@ def run_show(args) -> int:
         print_json(progs.annotate(model.session_json(s)), args)
         return 0
     _print_session(s)
-    _print_progs(s)
+    if s.state != "waiting":
+        _print_progs(s)
     return 0
 
 
@@ -171,7 +184,9 @@ def _print_session(s) -> None:
     print(f"\tpid {s.pid}  supervisor {s.supervisor or '-'}  uid {s.uid}  "
           f"netns {_netns(s)}  started {_when(s.started)}")
     print(f"\tcommand {_p(shlex.join(s.command)) if s.command else '-'}")
-    if s.registered:
+    if s.state == "waiting":
+        print(f"\twaiting for maps on {_p(s.socket) or '?'} since {_when(s.since)}")
+    elif s.registered:
         allowed = ",".join(str(u) for u in s.allow_uids) or "-"
         print(f"\tsocket {_p(s.socket) or '-'}  control {_p(s.control) or '-'}  "
               f"allow_uids {allowed}")

@@ -58,6 +58,13 @@ def fit(rows: list[tuple[str, ...]], width: int | None, indent: str = "",
     return widths
 
 
+def fits(rows: list[tuple[str, ...]], width: int | None, indent: str = "",
+         cuttable: frozenset[int] | None = None) -> bool:
+    """Whether fit() can make the rows as narrow as `width` (None: always)."""
+    widths = fit([tuple(printable(c) for c in r) for r in rows], width, indent, cuttable)
+    return width is None or len(indent) + sum(widths) + len(GAP) * (len(widths) - 1) <= width
+
+
 def render(rows: list[tuple[str, ...]], width: int | None = None, indent: str = "",
            headers: bool = True, cuttable: frozenset[int] | None = None) -> str:
     """The rows (the first one the headers) as aligned text lines, fitted to `width`."""
