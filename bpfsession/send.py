@@ -9,6 +9,7 @@ receiver whose socket belongs to root, the caller or a --to-uid (wire.connect_re
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Sequence
@@ -64,9 +65,9 @@ class Collected:
 
 
 def _kernel_hint(err: KernelError, what: str) -> BpfSessionError:
-    if err.errno == 2:
+    if err.errno == errno.ENOENT:
         return BpfSessionError(f"{what} does not exist (see `bpftool map show` / `prog show`)")
-    if err.errno == 1:
+    if err.errno == errno.EPERM:
         return BpfSessionError(f"{what}: permission denied (CAP_BPF or CAP_SYS_ADMIN needed)")
     return BpfSessionError(f"{what}: {err.strerror}")
 
@@ -98,9 +99,9 @@ def _pinned(out: Collected, path: str) -> None:
     try:
         fd = bpf.obj_get(path)
     except KernelError as err:
-        if err.errno == 2:
+        if err.errno == errno.ENOENT:
             raise BpfSessionError(f"nothing pinned at {path}") from None
-        if err.errno in (1, 13, 22):  # EPERM/EACCES/EINVAL: not on bpffs, not a bpf object
+        if err.errno in (errno.EPERM, errno.EACCES, errno.EINVAL):  # not on bpffs, no bpf object
             raise BpfSessionError(f"{path} is not a pinned BPF object (is it on a bpf file "
                                   "system, e.g. /sys/fs/bpf?)") from None
         raise _kernel_hint(err, path) from None

@@ -307,7 +307,7 @@ class Listener:
             st = os.stat(path)
         except OSError as err:
             sock.close()
-            if err.errno == 98:  # EADDRINUSE: lost a race with another receiver
+            if err.errno == errno.EADDRINUSE:  # lost a race with another receiver
                 raise WireError(f"{path} is in use by another receiver") from None
             raise WireError(f"cannot bind {path}: {err.strerror}") from None
         self.sock = sock

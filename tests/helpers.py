@@ -17,7 +17,9 @@ _counter = itertools.count()
 
 def uniq(prefix: str = "bs") -> str:
     """A short unique name (fits IFNAMSIZ and BPF_OBJ_NAME_LEN): prefix + pid + counter."""
-    return f"{prefix}{os.getpid() % 100000}x{next(_counter)}"
+    # Four digits of the pid: a 6-letter prefix and a 4-digit counter still fit the
+    # kernel's 15-character object names (a longer name is cut, and then not found by it).
+    return f"{prefix}{os.getpid() % 10000}x{next(_counter)}"
 
 
 def run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess:

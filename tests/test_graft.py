@@ -71,7 +71,7 @@ def packets_take(prog, veth, slot: int | None) -> None:
 def bpffs_listing() -> set[str]:
     """/sys/fs/bpf's entries, less those of other test runs (uniq() names with another
     pid), which may come and go meanwhile."""
-    mine = f"{os.getpid() % 100000}x"
+    mine = f"{os.getpid() % 10000}x"
     return {n for n in os.listdir("/sys/fs/bpf")
             if not re.fullmatch(r"[A-Za-z_]+\d+x\d+", n) or mine in n}
 

@@ -158,7 +158,7 @@ async def test_ended_session_disappears_and_the_cursor_stays(tc_session, make_ma
 
 @aio
 async def test_filter_by_text_and_by_netns(tc_session, make_map, netns):
-    tag = uniq("tuiflt")
+    tag = uniq("tf")  # map names keep 15 characters: prefix + pid + counter + 1 must fit
     host = tc_session({f"{tag}h": make_map(name=f"{tag}h")})
     inns = tc_session({f"{tag}n": make_map(name=f"{tag}n")}, netns=netns)
     app = BpfSessionApp(interval=FAST)

@@ -506,5 +506,5 @@ def refused() -> bool:
     try:
         _info(-1, _MapInfo())
     except KernelError as err:
-        return err.errno in (1, 38)  # EPERM, ENOSYS
+        return err.errno in (errno.EPERM, errno.ENOSYS)
     return False

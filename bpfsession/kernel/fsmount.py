@@ -14,7 +14,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from bpfsession.errors import KernelError
+from bpfsession.kernel import libc
 
 _NR_FSOPEN = 430
 _NR_FSCONFIG = 431
@@ -27,15 +27,8 @@ MOUNT_ATTR_NOSUID = 0x00000002
 MOUNT_ATTR_NODEV = 0x00000004
 MOUNT_ATTR_NOEXEC = 0x00000008
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-
-
-def _check(ret: int, name: str, detail: str = "") -> int:
-    if ret < 0:
-        raise KernelError(ctypes.get_errno(), name, detail)
-    return ret
+_syscall = libc.function("syscall", ctypes.c_long)
+_check = libc.check
 
 
 def fsopen(fstype: str) -> int:

@@ -19,6 +19,7 @@ import os
 import struct
 
 from bpfsession.errors import KernelError
+from bpfsession.kernel import libc
 
 _NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "arm64": 241, "riscv64": 241,
                        "ppc64le": 319, "s390x": 331}
@@ -50,9 +51,7 @@ class _Attr(ctypes.Structure):
     ]
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
+_syscall = libc.function("syscall", ctypes.c_long)
 _HEADER = struct.Struct("<IHH")
 _U64 = struct.Struct("<Q")
 
