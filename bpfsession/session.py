@@ -609,7 +609,7 @@ def _supervised(cfg: Config, launch: Launch, entry: dict, handoff: wire.Handoff,
                 maps: list[HeldMap], usable: bool) -> int:
     # python-prctl's C layer: its `prctl` module builds ~100 capability and securebit
     # wrappers at import (~1.8 ms of every `new`, measured against a bare-Python floor);
-    # these three calls need none of them. caps.py uses the full module.
+    # these calls need none of them. caps.py uses the full module.
     import _prctl
 
     sigpipe = init.SignalPipe()  # from here on, signals are forwarded, not fatal
@@ -622,7 +622,7 @@ def _supervised(cfg: Config, launch: Launch, entry: dict, handoff: wire.Handoff,
         registered = usable and _register(cfg.run_dir, entry)
         title = f"bpfsession: {entry['name']}"
         _prctl.prctl(_prctl.PR_SET_NAME, title)
-        _prctl.set_proctitle(title)
+        procfs.set_cmdline(title)
 
     try:
         if usable:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 
 from bpfsession.kernel import bpf
 from tests.helpers import bpfsession, fdinfo, map_ids_of, run, send_udp, uniq, wait_for
@@ -320,3 +321,20 @@ def test_endless_timeout_means_wait(launch, make_map, uds):
     proc = launch("--timeout", "inf", "imp", uds, "run", "true")
     send(uds, [make_map()])
     assert finish(proc) == (0, "", "")
+
+
+def test_a_long_command_line_and_the_supervisors_title(launch, make_map, uds, run_dir):
+    """The supervisor shows `bpfsession: NAME` in ps; a 12 KB command line once crashed it
+    there (python-prctl's set_proctitle wrote past its argv copy)."""
+    name = uniq("title")
+    filler = "#" * 12000
+    proc = launch("--name", name, "imp", uds, "run", "sh", "-c", f"exec sleep 60 # {filler}")
+    send(uds, [make_map()])
+    entry = wait_entry(run_dir)
+    with open(f"/proc/{entry['supervisor']}/cmdline", "rb") as f:
+        assert f.read().rstrip(b"\0") == f"bpfsession: {name}".encode()
+    with open(f"/proc/{entry['supervisor']}/comm") as f:
+        assert f.read().strip() == f"bpfsession: {name}"[:15]
+    os.kill(entry["pid"], signal.SIGTERM)
+    status, out, err = finish(proc)
+    assert (status, err) == (128 + signal.SIGTERM, "")

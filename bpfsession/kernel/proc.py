@@ -86,6 +86,36 @@ def start_time(pid: int, proc: str = "/proc") -> int | None:
     return st.starttime if st else None
 
 
+def set_cmdline(title: str) -> bool:
+    """Show `title` as this process's command line (ps, /proc/self/cmdline), as
+    setproctitle does: the argument area the kernel set up at exec (arg_start..arg_end,
+    /proc/self/stat fields 48-49) is overwritten in place through /proc/self/mem, NUL
+    padded, never grown. CPython keeps its own copies of argv, so nothing reads that area
+    again. (python-prctl's set_proctitle writes from its own argv copy to the end of the
+    last argument's copy, which on 3.11 spans unrelated heap: a long command line crashed
+    the supervisor.) False where the kernel does not let us."""
+    data = read("/proc/self/stat")
+    if data is None:
+        return False
+    fields = data.rpartition(b")")[2].split()
+    try:  # fields[0] is field 3 (state): arg_start, arg_end are fields 48, 49
+        start, end = int(fields[45]), int(fields[46])
+    except (IndexError, ValueError):
+        return False
+    raw = title.encode(errors="replace")[: max(end - start - 1, 0)]
+    try:
+        fd = os.open("/proc/self/mem", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        os.pwrite(fd, raw + b"\0" * (end - start - len(raw)), start)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def boot_time(proc: str = "/proc") -> int | None:
     """The `btime` line of /proc/stat: seconds since the epoch at boot."""
     for line in (read(f"{proc}/stat") or b"").splitlines():
