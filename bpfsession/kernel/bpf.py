@@ -392,6 +392,14 @@ def map_ids() -> list[int]:
     return ids
 
 
+def prog_ids() -> list[int]:
+    """Every program id on the system (BPF_PROG_GET_NEXT_ID walk)."""
+    ids, cur = [], 0
+    while (cur := _next_id(BPF_PROG_GET_NEXT_ID, cur)) is not None:
+        ids.append(cur)
+    return ids
+
+
 def _info(fd: int, info: ctypes.Structure) -> None:
     attr = _InfoAttr()
     attr.bpf_fd = fd
