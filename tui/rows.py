@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bpfsession.model import Session, SessionMap, SessionProcess
+from bpfsession.model import Session, SessionMap, SessionProcess, fd_label
 from bpfsession.printable import printable
 
 SESSION_COLUMNS = (("name", "NAME"), ("pid", "PID"), ("netns", "NETNS"), ("obj", "OBJ"),
@@ -113,7 +113,7 @@ def map_row(m: SessionMap) -> tuple[str, ...]:
 
 
 def process_row(p: SessionProcess) -> tuple[str, ...]:
-    fds = ",".join(str(fd) for fd in sorted(p.map_fds)) or "-"
+    fds = ",".join(fd_label(fd, fd in p.read_only_fds) for fd in sorted(p.map_fds)) or "-"
     return (str(p.pid), str(p.ppid), shown(p.comm), fds, command_text(p.cmdline))
 
 
