@@ -25,11 +25,13 @@ SAME = [
     ["--timeout=inf", "run", "true"],
     [],
     ["imp", "/u", "--timeout", "3"],  # options after the positionals stay in `rest`
+    ["--allow-uid", "7:ro", "--allow-uid=8", "--read-only", "imp", "/u"],
 ]
 FALLBACK = [
     ["-h"], ["--help"], ["--net", "blue", "imp", "/u"], ["--", "imp", "/u"],
     ["--timeout", "soon", "imp", "/u"], ["--allow-uid", "-1", "imp", "/u"],
-    ["--name"], ["--exec=yes"], ["--bogus"],
+    ["--name"], ["--exec=yes"], ["--bogus"], ["--allow-uid", "7:rw", "imp", "/u"],
+    ["--read-only=1", "imp", "/u"],
 ]
 
 
