@@ -15,10 +15,11 @@ import subprocess
 
 import pytest
 
-from bpfsession import control, registry
+from bpfsession import control, discover, registry
 from bpfsession.kernel import bpf
 from tests.helpers import BPFSESSION, ROOT, tc_exec_receiver, uniq, wait_for
 from tests.sessions_helpers import NOBODY, as_user, by_pid
+from tui import rows
 
 pytest_plugins = ["tests.sessions_fixtures"]
 
@@ -143,6 +144,11 @@ def test_new_read_only_holds_read_only_fds_and_show_marks_them(sessions, two_map
             assert {str(f["fd"]): f["id"] for f in p["map_fds"]} == p["maps"]
         text = sessions.cli("show", s.name).stdout
         assert "3(ro),4(ro)" in text and "allow_uids -  read-only" in text
+        # the TUI's processes and maps tabs, from the same discovery
+        found = discover.scan(run_dir=sessions.run_dir)
+        tui_s = next(x for x in found if x.id == s.id)
+        assert [rows.process_row(p)[3] for p in tui_s.processes] == ["3(ro),4(ro)"] * 2
+        assert [rows.map_row(m)[1] for m in tui_s.maps] == ["3(ro)", "4(ro)"]
     finally:
         os.killpg(agent_proc.pid, 9)
         agent_proc.wait()
@@ -296,3 +302,33 @@ def test_send_session_maps_read_only(sessions, sess_tmp, two_maps):
     seen = _receive(sess_tmp, "--read-only", "--session", s.name, "--maps", second,
                     sessions=sessions)
     assert seen == {"BPF_MAP1": (s.map_ids[1], os.O_RDONLY)}  # the session's entry id
+
+
+@pytest.mark.parametrize("flags", [("--read-only",), ("--allow-uid", "4242:ro")])
+def test_a_supervisor_that_may_not_reopen_fails_before_the_command(sess_tmp, two_maps, flags):
+    """Not root: no CAP_SYS_ADMIN for BPF_MAP_GET_FD_BY_ID, so the policy cannot be kept:
+    one line once the maps are in, the maps closed, nothing spawned."""
+    from bpfsession import wire
+
+    run_dir = sess_tmp / uniq("run")
+    run_dir.mkdir(mode=0o755)
+    os.chown(run_dir, NOBODY, NOBODY)
+    uds, marker = str(sess_tmp / uniq("u")), sess_tmp / uniq("ran")
+    env = {**os.environ, "BPFSESSION_RUN_DIR": str(run_dir), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen([*as_user(NOBODY), *BPFSESSION, "new", *flags, "imp", uds, "run",
+                             "touch", str(marker)], env=env, cwd=ROOT, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: os.path.exists(uds), what="the receiver's socket")
+        wire.send_maps(uds, "o", [(wire.MapEntry(id=i), fd) for i, fd in enumerate(two_maps)],
+                       to_uids=[NOBODY])
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1
+    assert err.startswith("bpfsession: cannot re-open map id ") and "CAP_SYS_ADMIN" in err
+    assert err.count("\n") == 1 and not marker.exists()
+    assert os.listdir(run_dir) == [] and not os.path.exists(uds)

@@ -108,7 +108,8 @@ def netns_choices(rows: dict[str, SessionRow]) -> list[tuple[str, str]]:
 
 def map_row(m: SessionMap) -> tuple[str, ...]:
     """ENV is BPF_MAP<id>, tc exec's name for it; the Env tab lists BPF_MAP_<NAME> too."""
-    return (m.env[0] if m.env else "-", str(m.fd), str(m.id), shown(m.name or "-"), m.type,
+    return (m.env[0] if m.env else "-", fd_label(m.fd, m.read_only), str(m.id),
+            shown(m.name or "-"), m.type,
             str(m.key_size), str(m.value_size), str(m.max_entries), str(m.memlock))
 
 
