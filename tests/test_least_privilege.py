@@ -203,6 +203,12 @@ def test_bad_maps_names_are_one_line(sessions, two_maps, make_map):
     assert "NAME[,NAME...]" in err
     err = one_line_error(sessions.cli("send", "/nonexistent", "--maps", "x"))
     assert "--maps must follow --session" in err
+    err = one_line_error(sessions.cli("send", "/nonexistent", "--session", s.name, "--maps",
+                                      "nope"))
+    assert "has no map 'nope'" in err
+    err = one_line_error(sessions.cli("send", "/nonexistent", "--session", s.name, "--maps",
+                                      "a", "--maps", "b"))
+    assert "two --maps" in err
     same = uniq("d")
     twin = sessions.new([make_map("array", 4, 8, 4, same), make_map("array", 4, 8, 4, same)])
     err = one_line_error(sessions.cli("attach", "--maps", same, twin.name, "run", "true"))
@@ -294,6 +300,19 @@ def test_send_read_only_to_a_tc_receiver(sessions, sess_tmp, two_maps):
     assert seen == {"BPF_MAP0": (ids[0], os.O_RDONLY), "BPF_MAP1": (ids[1], os.O_RDONLY)}
     seen = _receive(sess_tmp, "--map-id", str(ids[0]), sessions=sessions)
     assert seen == {"BPF_MAP0": (ids[0], os.O_RDWR)}
+    # the receiver's own word on it: the -j report says so too
+    uds = str(sess_tmp / uniq("r"))
+    proc = tc_exec_receiver(uds, "true")
+    try:
+        res = sessions.cli("send", uds, "-j", "--read-only", "--map-id", str(ids[1]))
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["read_only"] is True
+    finally:
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # nothing arrived: tc exec would wait forever
+            proc.kill()
+            proc.communicate()
 
 
 def test_send_session_maps_read_only(sessions, sess_tmp, two_maps):
