@@ -351,3 +351,29 @@ def test_a_supervisor_that_may_not_reopen_fails_before_the_command(sess_tmp, two
     assert err.startswith("bpfsession: cannot re-open map id ") and "CAP_SYS_ADMIN" in err
     assert err.count("\n") == 1 and not marker.exists()
     assert os.listdir(run_dir) == [] and not os.path.exists(uds)
+
+
+def test_tui_processes_tab_marks_read_only_fds(sessions, two_maps):
+    """The real app (headless, Pilot) over the real discovery of a --read-only session."""
+    import asyncio
+
+    from tests.test_tui_keys import until
+    from tests.tui_screen import screen_text
+    from tui.app import BpfSessionApp
+    from tui.source import FixedSource
+    from tui.widgets import KeyedTable
+
+    s = sessions.new(two_maps, flags=("--read-only",))
+    found = [x for x in discover.scan(run_dir=sessions.run_dir) if x.id == s.id]
+
+    async def main():
+        app = BpfSessionApp(FixedSource(found, {}), interval=None)
+        async with app.run_test(size=(120, 30)) as pilot:
+            table = app.main.query_one("#sessions", KeyedTable)
+            await until(pilot, lambda: len(table.shown) == 1, "the session")
+            await pilot.press("2")
+            await pilot.pause()
+            return screen_text(app)
+
+    text = asyncio.run(main())
+    assert f"{s.root}" in text and "3(ro),4(ro)" in text
