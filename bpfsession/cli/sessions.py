@@ -43,10 +43,10 @@ def register(sub) -> None:
 
 
 def fast_parse(verb: str, argv: list[str]):
-    """The plain forms of `list [-j]`, `show SESSION [-j]` and `attach SESSION [run ...]`
-    without argparse (start-up is measured against ps and a bare-Python floor), or None
-    for anything else, which argparse then parses. tests/test_cli_fast.py checks that the
-    answers equal argparse's."""
+    """The plain forms of `list [-j]`, `show SESSION [-j]` and `attach [--read-only]
+    [--maps NAMES] SESSION [run ...]` without argparse (start-up is measured against ps
+    and a bare-Python floor), or None for anything else, which argparse then parses.
+    tests/test_cli_fast.py checks that the answers equal argparse's."""
     from types import SimpleNamespace
 
     if verb == "list" and not any(w.startswith("-") for w in argv):
@@ -54,11 +54,29 @@ def fast_parse(verb: str, argv: list[str]):
                                filters=argv)
     if verb == "show" and len(argv) == 1 and not argv[0].startswith("-"):
         return SimpleNamespace(command="show", func=run_show, session=argv[0])
-    if verb == "attach" and argv and not argv[0].startswith("-") and \
-            (len(argv) == 1 or argv[1] == "run"):
-        return SimpleNamespace(command="attach", func=run_attach, session=argv[0],
-                               rest=argv[1:], keep_caps=None, no_new_privs=False,
-                               read_only=False, maps=None)
+    if verb == "attach":
+        return _fast_attach(argv)
+    return None
+
+
+def _fast_attach(argv: list[str]):
+    """`attach [--read-only] [--maps NAMES] SESSION [run ...]`, each option at most once."""
+    from types import SimpleNamespace
+
+    read_only, maps, i = False, None, 0
+    while i < len(argv) and argv[i] in ("--read-only", "--maps"):
+        if argv[i] == "--read-only" and not read_only:
+            read_only, i = True, i + 1
+        elif argv[i] == "--maps" and maps is None and i + 1 < len(argv) \
+                and not argv[i + 1].startswith("-"):
+            maps, i = argv[i + 1], i + 2
+        else:
+            return None
+    rest = argv[i:]
+    if rest and not rest[0].startswith("-") and (len(rest) == 1 or rest[1] == "run"):
+        return SimpleNamespace(command="attach", func=run_attach, session=rest[0],
+                               rest=rest[1:], keep_caps=None, no_new_privs=False,
+                               read_only=read_only, maps=maps)
     return None
 
 
