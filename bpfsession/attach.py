@@ -27,11 +27,15 @@ from bpfsession.fds import FdSet
 from bpfsession.model import Session
 
 
-def fetch_maps(session: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
+def fetch_maps(session: Session, names: list[str] | None = None, read_only: bool = False,
+               ) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
     """The session's obj name and its maps as (entry, fd) pairs; the fds are the caller's.
 
     Entry ids are the session's own (BPF_MAP<id> stays the same name for the same map).
-    BpfSessionError when the session ended meanwhile or we may not take its maps.
+    `names` (kernel map names or BPF_MAP<id> names, handout.pick) narrows them to those;
+    `read_only` makes every fd read-only (BPF_F_RDONLY), checked here on each fd's fdinfo
+    whatever the supervisor says. BpfSessionError when the session ended meanwhile, a
+    name is unknown, or we may not take its maps (or not read-only).
     """
     if session.state == "waiting":
         from bpfsession.printable import printable
@@ -39,11 +43,23 @@ def fetch_maps(session: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]]:
         raise BpfSessionError(f"session {printable(session.name)} has no maps yet: it waits "
                               f"for them on {printable(session.socket or '?')} (`bpfsession "
                               "send` them there, then try again)")
+    chosen = None
+    if names is not None:
+        from bpfsession import handout
+
+        chosen = handout.pick(names, session.maps, f"session {session.name}")
+    got = None
     if session.control and session.supervisor:
-        got = _from_control(session)
-        if got is not None:
-            return got
-    return _from_process(session)
+        got = _from_control(session, chosen, read_only)
+    if got is None:
+        got = _from_process(session, chosen)
+    if not read_only:
+        return got
+    from bpfsession import handout
+
+    obj, pairs = got
+    fds = handout.make_read_only([fd for _, fd in pairs])
+    return obj, [(entry, fd) for (entry, _), fd in zip(pairs, fds, strict=True)]
 
 
 # ---- the control socket ------------------------------------------------------------------
@@ -55,16 +71,29 @@ def _owners(s: Session) -> set[int]:
     return {0, s.uid}
 
 
-def _from_control(s: Session) -> tuple[str, list[tuple[wire.MapEntry, int]]] | None:
-    """None when nobody serves the socket any more (then the root process is asked)."""
+def _from_control(s: Session, chosen=None, read_only: bool = False,
+                  ) -> tuple[str, list[tuple[wire.MapEntry, int]]] | None:
+    """None when nobody serves the socket any more (then the root process is asked).
+    `chosen`: only these maps (model.SessionMap), asked for by kernel map id."""
     from bpfsession import control
 
     assert s.control is not None
+    req: dict = {"op": "attach"}
+    if chosen is not None:
+        req["ids"] = [m.id for m in chosen]
+    if read_only:
+        req["read_only"] = True
     try:
-        reply = control.request(s.control, _owners(s), {"op": "attach"}, f"session {s.name}")
+        reply = control.request(s.control, _owners(s), req, f"session {s.name}")
     except control.Unreachable:
         return None  # the supervisor died: its shell may still hold the maps
-    return reply.obj, list(zip(reply.entries, reply.fds, strict=True))
+    pairs = list(zip(reply.entries, reply.fds, strict=True))
+    if chosen is not None:  # a supervisor that predates "ids" answers with every map
+        wanted = {m.id for m in chosen}
+        extra = [fd for _, fd in pairs if _fdinfo_map_id(fd) not in wanted]
+        FdSet(extra).close()
+        pairs = [(e, fd) for e, fd in pairs if fd not in extra]
+    return reply.obj, pairs
 
 
 def take_map(s: Session, m) -> int:
@@ -154,14 +183,16 @@ def _ended(s: Session) -> BpfSessionError:
 
 
 def attach(spec: str, command: list[str] | None, keep_caps: frozenset[int] | None = None,
-           no_new_privs: bool = False) -> int:
+           no_new_privs: bool = False, read_only: bool = False,
+           names: list[str] | None = None) -> int:
     """`bpfsession attach SPEC [run CMD...]`: the command's exit status (128+N on signal).
 
-    `keep_caps`/`no_new_privs` restrict the command as `new --keep-caps/--no-new-privs` do."""
+    `keep_caps`/`no_new_privs` restrict the command as `new --keep-caps/--no-new-privs` do;
+    `read_only` and `names` (--read-only, --maps) as fetch_maps() says."""
     from bpfsession import discover
 
     s = discover.find(spec, quick=True)
-    obj, pairs = fetch_maps(s)
+    obj, pairs = fetch_maps(s, names, read_only)
     fds = FdSet(fd for _, fd in pairs)
     try:
         return _run(s, obj, pairs, command, keep_caps, no_new_privs)

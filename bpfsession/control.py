@@ -6,13 +6,17 @@ kernel fills in at connect() and a client cannot forge. One connection carries o
 request and its reply:
 
     client -> server   {"v": 1, "op": "attach"}                    one JSON object, UTF-8
+                       {"v": 1, "op": "attach", "ids": [28], "read_only": true}
     server -> client   {"v": 1, "ok": true, "obj": ..., "maps": [...]}   then the fds
                    or  {"v": 1, "ok": false, "error": "one line"}
 
 Replies that hand over maps ("attach", "map") carry, per map, the wire entry the session
 received (wire.MapEntry's fields, ids as the sender gave them) and the kernel's `name`;
 the fds follow in further messages of at most FDS_PER_MESSAGE fds each, in the order of
-`maps`; then the server hangs up. The client trusts a reply only from a server whose
+`maps`; then the server hangs up. "ids" (kernel map ids) narrows an attach to some maps;
+"read_only" asks for fds opened with BPF_F_RDONLY, and a uid the session's policy makes
+read-only (`--allow-uid UID:ro`) gets them whatever it asks; the reply says
+"read_only": true when its fds are. The client trusts a reply only from a server whose
 SO_PEERCRED uid is root or the session's owner (the owner of its registry entry).
 
 To add a request kind: a handler `_op_NAME(self, uid, request) -> (reply, fds)` on
@@ -55,9 +59,12 @@ class Server:
     """Answers requests on `path` for a session holding `maps` (session.HeldMap)."""
 
     def __init__(self, path: str, allowed: set[int], obj: str, obj_st: tuple[int, int],
-                 maps: list):
+                 maps: list, read_only_uids: set[int] = frozenset(), read_only: bool = False):
         self.path = path
         self.allowed = allowed
+        self.read_only_uids = read_only_uids  # --allow-uid UID:ro: never handed a writable fd
+        self.read_only = read_only  # `new --read-only`: every held fd is read-only already
+        self._temporary: list[int] = []  # read-only fds opened for one reply
         self.obj = obj
         self.obj_st = obj_st
         self.maps = maps
@@ -133,6 +140,9 @@ class Server:
                     conn.sendmsg([b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, chunk)])
             except OSError:
                 pass  # a slow or vanished client is dropped; the session goes on
+            finally:
+                FdSet(self._temporary).close()
+                self._temporary = []
 
     OPS = ("attach", "map")
 
@@ -156,7 +166,16 @@ class Server:
         return getattr(self, f"_op_{op}")(uid, request)
 
     def _op_attach(self, uid: int, request: dict) -> tuple[dict, list[int]]:
-        return self._maps_reply(self.maps)
+        """Every map, or those whose kernel ids "ids" lists (in the session's order)."""
+        ids = request.get("ids")
+        if ids is None:
+            return self._maps_reply(uid, request, self.maps)
+        held = {m.info.id for m in self.maps}
+        if not isinstance(ids, list) or not ids or \
+                not all(type(i) is int and i in held for i in ids):
+            return _refuse(f"\"ids\" must list map ids this session holds "
+                           f"({', '.join(map(str, sorted(held)))}), not {ids!r}"[:300]), []
+        return self._maps_reply(uid, request, [m for m in self.maps if m.info.id in ids])
 
     def _op_map(self, uid: int, request: dict) -> tuple[dict, list[int]]:
         """One map, named by its kernel map id (what discovery shows)."""
@@ -164,13 +183,27 @@ class Server:
         found = [m for m in self.maps if m.info.id == map_id]
         if type(map_id) is not int or not found:
             return _refuse(f"this session holds no map with id {map_id!r}"), []
-        return self._maps_reply(found[:1])
+        return self._maps_reply(uid, request, found[:1])
 
-    def _maps_reply(self, maps: list) -> tuple[dict, list[int]]:
+    def _maps_reply(self, uid: int, request: dict, maps: list) -> tuple[dict, list[int]]:
+        asked = request.get("read_only", False)
+        if type(asked) is not bool:
+            return _refuse(f"\"read_only\" must be true or false, not {asked!r}"[:200]), []
+        read_only = asked or uid in self.read_only_uids or self.read_only
+        fds = [m.fd for m in maps]
+        if read_only and not self.read_only:
+            from bpfsession import handout
+
+            try:
+                for fd in fds:
+                    self._temporary.append(handout.reopen(fd))
+            except BpfSessionError as err:
+                return _refuse(err.hint), []
+            fds = list(self._temporary)
         records = [{**m.wire_entry()._asdict(), "name": m.info.name} for m in maps]
         reply = {"v": VERSION, "ok": True, "obj": self.obj, "obj_st": list(self.obj_st),
-                 "maps": records}
-        return reply, [m.fd for m in maps]
+                 "maps": records, "read_only": read_only}
+        return reply, fds
 
     def close(self) -> None:
         for fd in list(self._pending):

@@ -20,7 +20,7 @@ import time
 from bpfsession import mapenv
 from bpfsession.errors import BpfSessionError
 from bpfsession.kernel import proc as procfs
-from bpfsession.kernel.types import MAP_TYPE_NAMES, parse_fdinfo, type_name
+from bpfsession.kernel.types import MAP_TYPE_NAMES, fd_read_only, parse_fdinfo, type_name
 from bpfsession.model import Record, Session, SessionMap, SessionProcess
 from bpfsession.printable import decode
 
@@ -269,7 +269,8 @@ def _session_maps(root: _Proc, scan: _Scan, reg: dict | None) -> list[SessionMap
             value_size=int(info.get("value_size", "0")),
             max_entries=int(info.get("max_entries", "0")),
             memlock=int(info.get("memlock", "0")), frozen=info.get("frozen", "0") != "0",
-            flags=int(info.get("map_flags", "0"), 16), sender=_sender(record)))
+            flags=int(info.get("map_flags", "0"), 16), sender=_sender(record),
+            read_only=fd_read_only(info)))
     if not maps and reg is not None:
         maps = _registry_maps(reg, scan)
     return maps
@@ -289,7 +290,7 @@ def _registry_maps(reg: dict, scan: _Scan) -> list[SessionMap]:
             key_size=m["key_size"], value_size=m["value_size"], max_entries=m["max_entries"],
             memlock=None, frozen=None,
             flags=m.get("flags", info.flags if info else None),
-            sender=_sender(m)))
+            sender=_sender(m), read_only=True if reg.get("read_only") is True else None))
     return maps
 
 
@@ -326,7 +327,8 @@ def _type_name(value: int) -> str:
 
 
 def _process(p: _Proc) -> SessionProcess:
-    return SessionProcess(p.pid, p.ppid, p.comm, p.cmdline, dict(p.map_fds))
+    return SessionProcess(p.pid, p.ppid, p.comm, p.cmdline, dict(p.map_fds),
+                          frozenset(fd for fd, info in p.fdinfo.items() if fd_read_only(info)))
 
 
 def _build(root: _Proc, members: list[_Proc], scan: _Scan, reg: dict | None) -> Session:
@@ -364,7 +366,9 @@ def _build(root: _Proc, members: list[_Proc], scan: _Scan, reg: dict | None) -> 
         processes=[_process(p) for p in members], registered=bool(reg),
         control=reg.get("control"), allow_uids=[int(u) for u in reg.get("allow_uids", [])],
         socket=reg.get("socket"), env=dict(env), wire_layout=layout, obj_st=obj_st,
-        state="waiting" if waiting else "running", since=reg.get("since") or started)
+        state="waiting" if waiting else "running", since=reg.get("since") or started,
+        read_only=reg.get("read_only") is True,
+        read_only_uids=[int(u) for u in reg.get("read_only_uids", [])])
 
 
 def _supervises(entry: dict) -> bool:

@@ -15,6 +15,7 @@ import os
 from bpfsession import mapenv
 from bpfsession.errors import BpfSessionError, KernelError
 from bpfsession.kernel import bpf
+from bpfsession.kernel.types import fd_read_only
 from bpfsession.mapfmt import Layout, TypedSlot
 
 POSSIBLE_CPUS = "/sys/devices/system/cpu/possible"
@@ -451,7 +452,7 @@ def _explain(err: KernelError, m: OpenMap, op: str, flags: int = 0) -> BpfSessio
         if info.flags & bpf.BPF_F_RDONLY:
             return BpfSessionError(f"cannot {op} {what}: it was created read-only for user "
                                    "space (BPF_F_RDONLY)")
-        if int(state.get("flags", "2"), 8) & 3 == os.O_RDONLY:
+        if fd_read_only(state):
             return BpfSessionError(f"cannot {op} {what}: this fd was handed over read-only")
         return BpfSessionError(f"cannot {op} {what}: permission denied")
     if code == errno.E2BIG and info.type_name.endswith("array"):

@@ -58,8 +58,9 @@ class SessionMap(Record):
         "frozen",  # bool, or None when unknown
         "flags",  # int: map_flags, or None when unknown
         "sender",  # (flags, pinning, inner_id, inner_idx) of the sender's entry, or None
+        "read_only",  # bool: the root's fd is read-only (BPF_F_RDONLY); None when unknown
     )
-    _defaults = {"sender": None}
+    _defaults = {"sender": None, "read_only": None}
     env: list[str]
     fd: int
     id: int
@@ -72,17 +73,20 @@ class SessionMap(Record):
     frozen: bool | None
     flags: int | None
     sender: tuple[int, int, int, int] | None
+    read_only: bool | None
 
 
 class SessionProcess(Record):
     """A process of a session: its root, a descendant holding the maps, or an agent."""
 
-    __slots__ = ("pid", "ppid", "comm", "cmdline", "map_fds")
+    __slots__ = ("pid", "ppid", "comm", "cmdline", "map_fds", "read_only_fds")
+    _defaults = {"read_only_fds": frozenset}
     pid: int
     ppid: int
     comm: str
     cmdline: list[str]
     map_fds: dict[int, int]  # fd -> kernel map id
+    read_only_fds: frozenset[int]  # those of map_fds opened read-only (fdinfo flags)
 
 
 class Session(Record):
@@ -94,9 +98,10 @@ class Session(Record):
     __slots__ = ("id", "name", "pid", "supervisor", "uid", "netns", "netns_path", "obj",
                  "command", "started", "maps", "processes", "registered", "control",
                  "allow_uids", "socket", "env", "netns_known", "wire_layout", "obj_st",
-                 "state", "since")
+                 "state", "since", "read_only", "read_only_uids")
     _defaults = {"socket": None, "env": dict, "netns_known": True, "wire_layout": None,
-                 "obj_st": None, "state": "running", "since": None}
+                 "obj_st": None, "state": "running", "since": None, "read_only": False,
+                 "read_only_uids": list}
     id: str
     name: str
     pid: int  # the root process
@@ -119,10 +124,18 @@ class Session(Record):
     obj_st: tuple[int, int] | None  # (st_dev, st_ino) of the sender's header
     state: str  # "waiting": `new` waits for its maps on `socket` (no maps yet); "running"
     since: str | None  # ISO 8601: when it entered its state (running: `started`)
+    read_only: bool  # `new --read-only`: it holds and hands out read-only fds only
+    read_only_uids: list[int]  # `--allow-uid UID:ro`: handed read-only fds
 
     @property
     def map_ids(self) -> set[int]:
         return {m.id for m in self.maps}
+
+
+def fd_label(fd: int, read_only: bool | None) -> str:
+    """A map fd for people: `5(ro)` when it was opened read-only (the kernel refuses
+    writes through it), else `5`."""
+    return f"{fd}(ro)" if read_only else str(fd)
 
 
 def session_json(s: Session) -> dict:
@@ -136,13 +149,17 @@ def session_json(s: Session) -> dict:
         "maps": [{"env": m.env[0] if m.env else None, "fd": m.fd, "id": m.id, "name": m.name,
                   "type": m.type, "key_size": m.key_size, "value_size": m.value_size,
                   "max_entries": m.max_entries, "env_names": m.env, "memlock": m.memlock,
-                  "frozen": m.frozen, "flags": m.flags} for m in s.maps],
+                  "frozen": m.frozen, "flags": m.flags, "read_only": m.read_only}
+                 for m in s.maps],
         "supervisor": s.supervisor, "uid": s.uid, "netns_path": s.netns_path,
         "registered": s.registered, "control": s.control, "socket": s.socket,
         "allow_uids": s.allow_uids, "wire_layout": s.wire_layout,
         "state": s.state, "since": s.since or s.started,
+        "read_only": s.read_only, "read_only_uids": s.read_only_uids,
         "processes": [{"pid": p.pid, "ppid": p.ppid, "comm": p.comm, "cmdline": p.cmdline,
-                       "maps": {str(fd): i for fd, i in sorted(p.map_fds.items())}}
+                       "maps": {str(fd): i for fd, i in sorted(p.map_fds.items())},
+                       "map_fds": [{"fd": fd, "id": i, "read_only": fd in p.read_only_fds}
+                                   for fd, i in sorted(p.map_fds.items())]}
                       for p in s.processes],
     }
     if not s.netns_known:

@@ -18,8 +18,9 @@ start time in clock ticks, /proc/PID/stat field 22, to survive pid reuse), uid, 
 netns, netns_path, socket, control, obj, command, started, maps (env, fd, id, name, type,
 key_size, value_size, max_entries, and optionally `sender`: the sender entry's flags,
 pinning, inner_id, inner_idx); optionally obj_st ([st_dev, st_ino] as the sender's header
-said) and wire_layout (the entry size, 20/24/28/36). Unknown keys are kept and ignored
-(newer writers).
+said), wire_layout (the entry size, 20/24/28/36), read_only (`new --read-only`: the
+session holds read-only fds only) and read_only_uids (`--allow-uid UID:ro`: those uids are
+handed read-only fds). Unknown keys are kept and ignored (newer writers).
 
 `state` is "waiting" while `new` has bound its socket and waits for the maps, "running"
 once the command runs (an entry without it is running: older writers). A waiting entry
@@ -199,6 +200,8 @@ _OPTIONAL = {
     "obj_st": lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v),
     "wire_layout": lambda v: v in (20, 24, 28, 36) and type(v) is int,
     "state": lambda v: v in STATES, "since": lambda v: isinstance(v, str),
+    "read_only": lambda v: type(v) is bool,
+    "read_only_uids": lambda v: isinstance(v, list) and all(_is_int(u) for u in v),
 }
 
 

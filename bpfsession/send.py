@@ -26,9 +26,12 @@ class Source:
     kind: str  # "map-id" | "pinned" | "prog-id" | "dev" | "session"
     value: str
     direction: str | None = None  # for "dev": "ingress" | "egress"
+    maps: tuple[str, ...] | None = None  # for "session": only these (--maps NAME,...)
 
     def __str__(self) -> str:
         text = f"--{self.kind} {self.value}"
+        if self.maps is not None:
+            text += f" --maps {','.join(self.maps)}"
         return f"{text} --{self.direction}" if self.direction else text
 
 
@@ -72,14 +75,14 @@ def _kernel_hint(err: KernelError, what: str) -> BpfSessionError:
     return BpfSessionError(f"{what}: {err.strerror}")
 
 
-def _map_by_id(out: Collected, map_id: int) -> None:
+def _map_by_id(out: Collected, map_id: int, flags: int = 0) -> None:
     try:
-        out.add(bpf.map_get_fd_by_id(map_id))
+        out.add(bpf.map_get_fd_by_id(map_id, flags))
     except KernelError as err:
         raise _kernel_hint(err, f"map id {map_id}") from None
 
 
-def _prog_maps(out: Collected, prog_id: int) -> str:
+def _prog_maps(out: Collected, prog_id: int, flags: int = 0) -> str:
     try:
         fd = bpf.prog_get_fd_by_id(prog_id)
     except KernelError as err:
@@ -91,13 +94,13 @@ def _prog_maps(out: Collected, prog_id: int) -> str:
     if not info.map_ids:
         raise BpfSessionError(f"prog id {prog_id} ({info.name}) uses no maps")
     for map_id in info.map_ids:
-        _map_by_id(out, map_id)
+        _map_by_id(out, map_id, flags)
     return info.name
 
 
-def _pinned(out: Collected, path: str) -> None:
+def _pinned(out: Collected, path: str, flags: int = 0) -> None:
     try:
-        fd = bpf.obj_get(path)
+        fd = bpf.obj_get(path, flags)
     except KernelError as err:
         if err.errno == errno.ENOENT:
             raise BpfSessionError(f"nothing pinned at {path}") from None
@@ -113,7 +116,8 @@ def _pinned(out: Collected, path: str) -> None:
     out.add(fd)
 
 
-def _dev_maps(out: Collected, dev: str, direction: str, netns_path: str | None) -> str:
+def _dev_maps(out: Collected, dev: str, direction: str, netns_path: str | None,
+              flags: int = 0) -> str:
     from bpfsession import tcfilter
 
     filters = tcfilter.bpf_filters(dev, direction, netns_path)
@@ -121,41 +125,46 @@ def _dev_maps(out: Collected, dev: str, direction: str, netns_path: str | None) 
         raise BpfSessionError(f"no BPF filter on {dev} {direction} (see `tc filter show dev "
                               f"{dev} {direction}`)")
     for f in filters:
-        _prog_maps(out, f.prog_id)
+        _prog_maps(out, f.prog_id, flags)
     # "counter.o:[tc]" -> "counter.o": iproute2 announces the object file's name.
     return re.sub(r":\[.*\]$", "", filters[0].name) or dev
 
 
-def collect(sources: Sequence[Source], netns_path: str | None = None) -> Collected:
-    """Open every map the sources name, in order; all fds closed on any failure."""
+def collect(sources: Sequence[Source], netns_path: str | None = None,
+            read_only: bool = False) -> Collected:
+    """Open every map the sources name, in order; all fds closed on any failure.
+    `read_only`: every fd opened with BPF_F_RDONLY (a session's maps asked for so)."""
+    flags = bpf.BPF_F_RDONLY if read_only else 0
     out = Collected(FdSet())
     with out.fds:
         for src in sources:
             hint = None
             if src.kind == "map-id":
-                _map_by_id(out, _int(src))
+                _map_by_id(out, _int(src), flags)
             elif src.kind == "prog-id":
-                hint = _prog_maps(out, _int(src))
+                hint = _prog_maps(out, _int(src), flags)
             elif src.kind == "pinned":
-                _pinned(out, src.value)
+                _pinned(out, src.value, flags)
             elif src.kind == "dev":
                 if src.direction is None:
                     raise BpfSessionError(f"--dev {src.value} needs --ingress or --egress")
-                hint = _dev_maps(out, src.value, src.direction, netns_path)
+                hint = _dev_maps(out, src.value, src.direction, netns_path, flags)
             elif src.kind == "session":
-                hint = _session_maps(out, src.value)
+                hint = _session_maps(out, src.value, src.maps, read_only)
             out.obj_hint = out.obj_hint or hint
     return out
 
 
-def _session_maps(out: Collected, spec: str) -> str | None:
-    """The session's maps, each with the entry it was handed: its id from the session,
-    the sender's other fields from the registry (else what the hand-on carried: the
-    kernel's flags and zeros for a session without a registry entry)."""
+def _session_maps(out: Collected, spec: str, names: Sequence[str] | None = None,
+                  read_only: bool = False) -> str | None:
+    """The session's maps (or those `names` names), each with the entry it was handed:
+    its id from the session, the sender's other fields from the registry (else what the
+    hand-on carried: the kernel's flags and zeros for a session without a registry
+    entry)."""
     from bpfsession import attach, discover
 
     session = discover.find(spec)
-    obj, maps = attach.fetch_maps(session)
+    obj, maps = attach.fetch_maps(session, None if names is None else list(names), read_only)
     kept = {m.id: m.sender for m in session.maps if m.sender is not None}
     pending = list(maps)
     try:
@@ -208,17 +217,17 @@ def entries_for(collected: Collected, infos: list[bpf.MapInfo],
 def send(uds: str, sources: Sequence[Source], obj: str | None = None,
          netns_path: str | None = None, layout: int = wire.DEFAULT_LAYOUT,
          to_uids: Sequence[int] = (), timeout: float | None = wire.DEFAULT_SEND_TIMEOUT,
-         ) -> tuple[str, list[tuple[wire.MapEntry, bpf.MapInfo]]]:
+         read_only: bool = False) -> tuple[str, list[tuple[wire.MapEntry, bpf.MapInfo]]]:
     """Collect, send, close; returns the obj name and what was sent, (entry, map) pairs.
 
     `send --session S` alone passes S's hand-off on as S received it (entry ids, the
     sender's entry fields, the header's obj_st); mixed sources are renumbered 0..n-1 and
-    announce obj_st 0/0.
+    announce obj_st 0/0. `read_only`: the receiver gets fds opened with BPF_F_RDONLY.
     """
     if not sources:
         raise BpfSessionError("no SOURCE given: --map-id, --pinned, --prog-id, --dev or "
                               "--session")
-    collected = collect(sources, netns_path)
+    collected = collect(sources, netns_path, read_only)
     try:
         infos = [bpf.map_info(fd) for fd in collected.fds]
         name = obj or collected.obj_hint or "bpfsession"

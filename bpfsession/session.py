@@ -53,7 +53,8 @@ class Config:
                  allow_uids: tuple[int, ...] = (), exec_: bool = False, as_init: bool = False,
                  keep_caps: frozenset[int] | None = None, no_new_privs: bool = False,
                  grace: float = init.DEFAULT_GRACE, run_dir: str | None = None,
-                 banner: bool = False):
+                 banner: bool = False, read_only: bool = False,
+                 read_only_uids: tuple[int, ...] = ()):
         self.uds = uds
         self.command = command  # None: $SHELL (else /bin/sh), interactive
         self.name = name
@@ -67,6 +68,8 @@ class Config:
         self.grace = grace
         self.run_dir = run_dir or registry.run_dir()
         self.banner = banner  # say on stderr what we wait for and what started (a terminal)
+        self.read_only = read_only  # --read-only: hold (and hand out) read-only fds only
+        self.read_only_uids = read_only_uids  # --allow-uid UID:ro (also in allow_uids)
 
     @property
     def argv(self) -> list[str]:
@@ -561,6 +564,8 @@ def _claim(directory: str, usable: bool, requested: str | None,
 def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: int,
            name: str, usable: bool, session_id: str) -> int:
     maps = describe(handoff)
+    if cfg.read_only or cfg.read_only_uids:
+        _read_only(cfg, handoff, maps)
     argv = cfg.argv
     launch = Launch(argv, session_env(dict(os.environ), maps, handoff.obj, session_id, name,
                                       target.arg if target else None),
@@ -575,6 +580,7 @@ def _start(cfg: Config, handoff: wire.Handoff, target: Netns | None, netns_fd: i
         "obj_st": [handoff.st_dev, handoff.st_ino],
         "command": argv, "started": _now(), "maps": [m.record() for m in maps],
         "wire_layout": handoff.layout, "state": "running",
+        "read_only": cfg.read_only, "read_only_uids": sorted(set(cfg.read_only_uids)),
     }
     if not usable:
         entry["control"] = None
@@ -626,7 +632,7 @@ def _supervised(cfg: Config, launch: Launch, entry: dict, handoff: wire.Handoff,
 
     try:
         if usable:
-            server = _control_server(entry["control"], cfg.senders, handoff, maps)
+            server = _control_server(entry["control"], cfg.senders, handoff, maps, cfg)
         if server is None:
             entry["control"] = None
         _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
@@ -652,13 +658,29 @@ def _usable_run_dir(directory: str) -> bool:
     return True
 
 
+def _read_only(cfg: Config, handoff: wire.Handoff, maps: list[HeldMap]) -> None:
+    """--read-only: swap every received fd for a read-only one (BPF_F_RDONLY), so that
+    neither the command nor any attach can write. --allow-uid UID:ro: check now, before
+    anything runs, that this supervisor may open read-only fds for those uids."""
+    from bpfsession import handout
+
+    if not cfg.read_only:
+        os.close(handout.reopen(maps[0].fd))  # EPERM here, not at the first attach
+        return
+    fds = handout.make_read_only(handoff.fds.release())
+    handoff.fds.extend(fds)
+    for m, fd in zip(maps, fds, strict=True):
+        m.fd = fd
+
+
 def _control_server(path: str, allowed: set[int], handoff: wire.Handoff,
-                    maps: list[HeldMap]) -> control.Server | None:
+                    maps: list[HeldMap], cfg: Config | None = None) -> control.Server | None:
     from bpfsession import control
 
     try:
         return control.Server(path, allowed, handoff.obj, (handoff.st_dev, handoff.st_ino),
-                              maps)
+                              maps, set(cfg.read_only_uids) if cfg else set(),
+                              bool(cfg and cfg.read_only))
     except BpfSessionError as err:
         warn(f"{err.hint}; `bpfsession attach` will have to use pidfd_getfd")
         return None

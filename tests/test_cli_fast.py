@@ -25,11 +25,13 @@ SAME = [
     ["--timeout=inf", "run", "true"],
     [],
     ["imp", "/u", "--timeout", "3"],  # options after the positionals stay in `rest`
+    ["--allow-uid", "7:ro", "--allow-uid=8", "--read-only", "imp", "/u"],
 ]
 FALLBACK = [
     ["-h"], ["--help"], ["--net", "blue", "imp", "/u"], ["--", "imp", "/u"],
     ["--timeout", "soon", "imp", "/u"], ["--allow-uid", "-1", "imp", "/u"],
-    ["--name"], ["--exec=yes"], ["--bogus"],
+    ["--name"], ["--exec=yes"], ["--bogus"], ["--allow-uid", "7:rw", "imp", "/u"],
+    ["--read-only=1", "imp", "/u"],
 ]
 
 
@@ -56,10 +58,16 @@ SESSIONS_SAME = [
     ["list"], ["list", "-j"], ["list", "--json"], ["show", "s1"], ["show", "-j", "42"],
     ["show", "s1", "--json"], ["attach", "s1"], ["attach", "tc-9", "run", "sh", "-c", "x -j"],
     ["list", "netns", "blue", "name", "a*"], ["list", "x"], ["-p", "list", "-q"],
+    ["attach", "--read-only", "s1"], ["attach", "--maps", "a,b", "s1", "run", "x", "--maps"],
+    ["attach", "--maps", "a", "--read-only", "s1", "run", "sh"],
+    ["attach", "--read-only", "--maps", "BPF_MAP0", "-j", "s1"],
 ]
 SESSIONS_FALLBACK = [
     ["list", "--watch"], ["list", "--watch", "2", "-j"], ["list", "--no-headers"], ["show"],
     ["show", "a", "b"], ["show", "-h"], ["attach"], ["attach", "-h"], ["attach", "s", "-x"],
+    ["attach", "--read-only", "--read-only", "s"], ["attach", "--maps", "s"],
+    ["attach", "--maps", "-x", "s"], ["attach", "--maps=a", "s"],
+    ["attach", "--maps", "a", "--maps", "b", "s"], ["attach", "--keep-caps", "", "s"],
 ]
 
 
@@ -213,7 +221,8 @@ def test_map_unusual_goes_to_argparse(argv):
 _WORDS = ["-j", "--json", "-h", "--", "run", "imp", "import", "/tmp/u", "s1", "42", "tc-9",
           "--name", "--name=x", "--netns", "blue", "--timeout", "2.5", "--timeout=nan", "inf",
           "--allow-uid", "7", "--allow-uid=-1", "--exec", "--exec=1", "--init", "--keep-caps",
-          "cap_bpf", "--no-new-privs", "--watch", "1", "-x", "--bogus", "", "-", "sh", "-c"]
+          "cap_bpf", "--no-new-privs", "--watch", "1", "-x", "--bogus", "", "-", "sh", "-c",
+          "--read-only", "--maps", "a,b", "--allow-uid=7:ro", "--maps=a"]
 _argv = st.lists(st.one_of(st.sampled_from(_WORDS), st.text(max_size=6)), max_size=8)
 
 

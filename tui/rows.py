@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bpfsession.model import Session, SessionMap, SessionProcess
+from bpfsession.model import Session, SessionMap, SessionProcess, fd_label
 from bpfsession.printable import printable
 
 SESSION_COLUMNS = (("name", "NAME"), ("pid", "PID"), ("netns", "NETNS"), ("obj", "OBJ"),
@@ -110,12 +110,13 @@ def netns_choices(rows: dict[str, SessionRow]) -> list[tuple[str, str]]:
 
 def map_row(m: SessionMap) -> tuple[str, ...]:
     """ENV is BPF_MAP<id>, tc exec's name for it; the Env tab lists BPF_MAP_<NAME> too."""
-    return (m.env[0] if m.env else "-", str(m.fd), str(m.id), shown(m.name or "-"), m.type,
+    return (m.env[0] if m.env else "-", fd_label(m.fd, m.read_only), str(m.id),
+            shown(m.name or "-"), m.type,
             str(m.key_size), str(m.value_size), str(m.max_entries), str(m.memlock))
 
 
 def process_row(p: SessionProcess) -> tuple[str, ...]:
-    fds = ",".join(str(fd) for fd in sorted(p.map_fds)) or "-"
+    fds = ",".join(fd_label(fd, fd in p.read_only_fds) for fd in sorted(p.map_fds)) or "-"
     return (str(p.pid), str(p.ppid), shown(p.comm), fds, command_text(p.cmdline))
 
 

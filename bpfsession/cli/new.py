@@ -18,6 +18,18 @@ from bpfsession.errors import BpfSessionError
 _FOREVER = 1e9  # seconds (31 years): a --timeout this long is no timeout
 
 
+def allow_uid(text: str) -> tuple[int, bool]:
+    """`UID` or `UID:ro` -> (uid, read-only); ValueError for anything else (a negative
+    number passes, for config_from's one line)."""
+    uid, sep, mode = text.partition(":")
+    if not uid.lstrip("-").isdigit() or not uid.isascii() or (sep and mode != "ro"):
+        raise ValueError(text)
+    return int(uid), bool(sep)
+
+
+allow_uid.__name__ = "UID[:ro]"  # argparse says "invalid UID[:ro] value: 'x'"
+
+
 def register(sub) -> None:
     import argparse
 
@@ -33,8 +45,13 @@ def register(sub) -> None:
     p.add_argument("--netns", help="network namespace: a name under /run/netns or a path")
     p.add_argument("--timeout", type=seconds, metavar="SECONDS",
                    help="give up when no sender came within SECONDS (default: wait)")
-    p.add_argument("--allow-uid", type=int, action="append", default=[], metavar="UID",
-                   help="also accept senders with this uid (root and you always are)")
+    p.add_argument("--allow-uid", type=allow_uid, action="append", default=[],
+                   metavar="UID[:ro]",
+                   help="also accept senders and attaches of this uid (root and you always "
+                        "are); with :ro its attaches and session map access are read-only")
+    p.add_argument("--read-only", action="store_true",
+                   help="hold the maps read-only (BPF_F_RDONLY): the command and every "
+                        "attach get fds the kernel refuses writes through")
     p.add_argument("--exec", action="store_true", dest="exec_",
                    help="replace bpfsession with the command, like tc exec (no supervisor)")
     p.add_argument("--init", action="store_true",
@@ -51,8 +68,9 @@ def register(sub) -> None:
 # checks them against the argparse grammar above, so the two cannot drift apart.
 _FAST_OPTIONS = {
     "--name": ("name", str), "--netns": ("netns", str), "--timeout": ("timeout", seconds),
-    "--allow-uid": ("allow_uid", int), "--keep-caps": ("keep_caps", str),
+    "--allow-uid": ("allow_uid", allow_uid), "--keep-caps": ("keep_caps", str),
     "--exec": ("exec_", bool), "--init": ("init", bool), "--no-new-privs": ("no_new_privs", bool),
+    "--read-only": ("read_only", bool),
 }
 
 
@@ -68,7 +86,7 @@ def fast_parse(verb: str, argv: list[str]):
 
     args = SimpleNamespace(command="new", func=run, name=None, netns=None, timeout=None,
                            allow_uid=[], exec_=False, init=False, keep_caps=None,
-                           no_new_privs=False, rest=[])
+                           no_new_privs=False, read_only=False, rest=[])
     i = 0
     while i < len(argv):
         word = argv[i]
@@ -144,9 +162,13 @@ def config_from(args, environ=os.environ):
     if timeout is not None and timeout >= _FOREVER:
         timeout = None  # socket timeouts overflow time_t long before `inf`: just wait
     grace = _seconds(environ.get("BPFSESSION_GRACE"), "BPFSESSION_GRACE", allow_zero=True)
-    for uid in args.allow_uid:
+    for uid, ro in args.allow_uid:
         if uid < 0:
             raise BpfSessionError(f"--allow-uid {uid}: a uid is a number >= 0")
+        if ro and uid in (0, os.getuid()):
+            raise BpfSessionError(f"--allow-uid {uid}:ro: uid {uid} runs or owns every "
+                                  "session and is never read-only; use --read-only to hold "
+                                  "the maps read-only for everyone")
     keep_caps = None
     if args.keep_caps is not None:
         from bpfsession import caps
@@ -156,10 +178,11 @@ def config_from(args, environ=os.environ):
         uds=uds, command=command,
         name=args.name or environ.get("BPFSESSION_NAME") or None,
         netns=args.netns or environ.get("BPFSESSION_NETNS") or None,
-        timeout=timeout, allow_uids=tuple(args.allow_uid), exec_=args.exec_,
+        timeout=timeout, allow_uids=tuple(uid for uid, _ in args.allow_uid), exec_=args.exec_,
         as_init=args.init, keep_caps=keep_caps, no_new_privs=args.no_new_privs,
         grace=init.DEFAULT_GRACE if grace is None else grace,
         banner=not getattr(args, "quiet", False) and _stderr_is_terminal(),
+        read_only=args.read_only, read_only_uids=_read_only_uids(args.allow_uid),
     )
 
 
@@ -181,6 +204,11 @@ def _stderr_is_terminal() -> bool:
         return os.isatty(sys.stderr.fileno())
     except (AttributeError, OSError, ValueError):
         return False  # no stderr, or not a real file
+
+
+def _read_only_uids(allowed: list[tuple[int, bool]]) -> tuple[int, ...]:
+    """The --allow-uid UID:ro uids (given both ways, a uid is read-only: the lesser right)."""
+    return tuple(sorted({uid for uid, ro in allowed if ro}))
 
 
 def run(args) -> int:

@@ -20,6 +20,20 @@ class _SourceAction(argparse.Action):
             if last.direction is not None:
                 parser.error(f"--dev {last.value} has two directions; repeat --dev for both")
             sources.append(Source("dev", last.value, kind))
+        elif kind == "maps":
+            if not sources or sources[-1].kind != "session":
+                parser.error("--maps must follow --session SESSION")
+            last = sources.pop()
+            if last.maps is not None:
+                parser.error(f"--session {last.value} has two --maps; list the names in one")
+            from bpfsession import handout
+            from bpfsession.errors import BpfSessionError
+
+            try:
+                names = handout.parse_names(values)
+            except BpfSessionError as err:
+                parser.error(err.hint)
+            sources.append(Source("session", last.value, maps=tuple(names)))
         else:
             sources.append(Source(kind, values))
         namespace.sources = sources
@@ -47,9 +61,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "send", help="send maps (by id, pin, prog, tc filter or session) to UDS",
         usage="bpfsession send UDS [--obj NAME] [--netns NETNS] [--timeout SECONDS] "
-              "[--to-uid UID]... [--layout 20|24|28|36] SOURCE...",
+              "[--to-uid UID]... [--layout 20|24|28|36] [--read-only] SOURCE...",
         description="SOURCE := --map-id ID | --pinned PATH | --prog-id ID | "
-                    "--dev IFACE (--ingress|--egress) | --session SESSION")
+                    "--dev IFACE (--ingress|--egress) | --session SESSION [--maps NAME,...]")
     p.add_argument("uds", metavar="UDS", help="the receiver's socket path")
     p.add_argument("--obj", help="object name to announce (default: from the sources)")
     p.add_argument("--netns", help="network namespace of --dev (name or path)")
@@ -63,6 +77,8 @@ def register(sub) -> None:
                    metavar="20|24|28|36",
                    help="map entry size for receivers built against older iproute2: 20 "
                         "(4.1-4.4), 24 (4.5), 28 (4.6-4.12), 36 (4.13 and later, default)")
+    p.add_argument("--read-only", action="store_true",
+                   help="send read-only fds (BPF_F_RDONLY): the receiver cannot write the maps")
     p.add_argument("-j", "--json", action="store_true", help="report what was sent as JSON")
     src = p.add_argument_group("sources (repeatable, in order)")
     src.add_argument("--map-id", action=_SourceAction, metavar="ID",
@@ -80,6 +96,9 @@ def register(sub) -> None:
                      help="--dev IFACE's egress (clsact) filters")
     src.add_argument("--session", action=_SourceAction, metavar="SESSION",
                      help="every map of a live session (name, id or a pid in it)")
+    src.add_argument("--maps", action=_SourceAction, metavar="NAME,...",
+                     help="after --session: only these maps (kernel map names or "
+                          "BPF_MAP<id> names)")
     p.set_defaults(func=run, sources=[])
 
 
@@ -96,11 +115,12 @@ def run(args) -> int:
         os.close(netns.open_netns(target))  # one line now if it is no network namespace
         netns_path = target.path
     obj, sent = send(args.uds, args.sources, args.obj, netns_path, args.layout, args.to_uid,
-                     args.timeout)
+                     args.timeout, args.read_only)
     if args.json:
         from bpfsession.cli import print_json
 
-        print_json({"obj": obj, "uds": args.uds, "layout": args.layout, "maps": [
+        print_json({"obj": obj, "uds": args.uds, "layout": args.layout,
+                    "read_only": args.read_only, "maps": [
             {"env": f"BPF_MAP{e.id}", "id": m.id, "name": m.name, "type": m.type_name}
             for e, m in sent]}, args)
     return 0

@@ -26,8 +26,13 @@ def register(sub) -> None:
     p.set_defaults(func=run_show)
 
     p = sub.add_parser("attach", help="run a shell or command with a session's maps",
-                       usage="bpfsession attach [--keep-caps CAP,...] [--no-new-privs] SESSION "
+                       usage="bpfsession attach [--read-only] [--maps NAME,...] "
+                             "[--keep-caps CAP,...] [--no-new-privs] SESSION "
                              "[run CMD [ARG...]]")
+    p.add_argument("--read-only", action="store_true",
+                   help="take the maps read-only (BPF_F_RDONLY): writes fail in the kernel")
+    p.add_argument("--maps", metavar="NAME,...",
+                   help="take only these maps (kernel map names or BPF_MAP<id> names)")
     p.add_argument("--keep-caps", metavar="CAP,...",
                    help="drop every capability but these from the command")
     p.add_argument("--no-new-privs", action="store_true",
@@ -38,10 +43,10 @@ def register(sub) -> None:
 
 
 def fast_parse(verb: str, argv: list[str]):
-    """The plain forms of `list [-j]`, `show SESSION [-j]` and `attach SESSION [run ...]`
-    without argparse (start-up is measured against ps and a bare-Python floor), or None
-    for anything else, which argparse then parses. tests/test_cli_fast.py checks that the
-    answers equal argparse's."""
+    """The plain forms of `list [-j]`, `show SESSION [-j]` and `attach [--read-only]
+    [--maps NAMES] SESSION [run ...]` without argparse (start-up is measured against ps
+    and a bare-Python floor), or None for anything else, which argparse then parses.
+    tests/test_cli_fast.py checks that the answers equal argparse's."""
     from types import SimpleNamespace
 
     if verb == "list" and not any(w.startswith("-") for w in argv):
@@ -49,10 +54,29 @@ def fast_parse(verb: str, argv: list[str]):
                                filters=argv)
     if verb == "show" and len(argv) == 1 and not argv[0].startswith("-"):
         return SimpleNamespace(command="show", func=run_show, session=argv[0])
-    if verb == "attach" and argv and not argv[0].startswith("-") and \
-            (len(argv) == 1 or argv[1] == "run"):
-        return SimpleNamespace(command="attach", func=run_attach, session=argv[0],
-                               rest=argv[1:], keep_caps=None, no_new_privs=False)
+    if verb == "attach":
+        return _fast_attach(argv)
+    return None
+
+
+def _fast_attach(argv: list[str]):
+    """`attach [--read-only] [--maps NAMES] SESSION [run ...]`, each option at most once."""
+    from types import SimpleNamespace
+
+    read_only, maps, i = False, None, 0
+    while i < len(argv) and argv[i] in ("--read-only", "--maps"):
+        if argv[i] == "--read-only" and not read_only:
+            read_only, i = True, i + 1
+        elif argv[i] == "--maps" and maps is None and i + 1 < len(argv) \
+                and not argv[i + 1].startswith("-"):
+            maps, i = argv[i + 1], i + 2
+        else:
+            return None
+    rest = argv[i:]
+    if rest and not rest[0].startswith("-") and (len(rest) == 1 or rest[1] == "run"):
+        return SimpleNamespace(command="attach", func=run_attach, session=rest[0],
+                               rest=rest[1:], keep_caps=None, no_new_privs=False,
+                               read_only=read_only, maps=maps)
     return None
 
 
@@ -180,6 +204,8 @@ def run_show(args) -> int:
 def _print_session(s) -> None:
     import shlex
 
+    from bpfsession.model import fd_label
+
     print(f"session {_p(s.id)}  name {_p(s.name)}  obj {_p(s.obj) or '-'}")
     print(f"\tpid {s.pid}  supervisor {s.supervisor or '-'}  uid {s.uid}  "
           f"netns {_netns(s)}  started {_when(s.started)}")
@@ -187,7 +213,7 @@ def _print_session(s) -> None:
     if s.state == "waiting":
         print(f"\twaiting for maps on {_p(s.socket) or '?'} since {_when(s.since)}")
     elif s.registered:
-        allowed = ",".join(str(u) for u in s.allow_uids) or "-"
+        allowed = _allowed(s)
         print(f"\tsocket {_p(s.socket) or '-'}  control {_p(s.control) or '-'}  "
               f"allow_uids {allowed}")
     else:
@@ -196,16 +222,24 @@ def _print_session(s) -> None:
     rows = [("FD", "ID", "NAME", "TYPE", "KEY", "VALUE", "MAX", "MEMLOCK", "FROZEN", "ENV")]
     for m in s.maps:
         frozen = "?" if m.frozen is None else "yes" if m.frozen else "no"
-        rows.append((str(m.fd), str(m.id), _p(m.name) or "-", _p(m.type), str(m.key_size),
+        rows.append((fd_label(m.fd, m.read_only), str(m.id), _p(m.name) or "-", _p(m.type),
+                     str(m.key_size),
                      str(m.value_size), str(m.max_entries), _unknown(m.memlock), frozen,
                      _p(" ".join(m.env)) or "-"))
     _table(rows, "\t")
     print("processes:")
     rows = [("PID", "PPID", "COMM", "MAP FDS", "CMDLINE")]
     for p in s.processes:
-        fds = ",".join(str(fd) for fd in sorted(p.map_fds)) or "-"
+        fds = ",".join(fd_label(fd, fd in p.read_only_fds) for fd in sorted(p.map_fds)) or "-"
         rows.append((str(p.pid), str(p.ppid), _p(p.comm), fds, _p(shlex.join(p.cmdline)) or "-"))
     _table(rows, "\t")
+
+
+def _allowed(s) -> str:
+    """--allow-uid UIDs, `:ro` after those handed read-only fds; `read-only` after them
+    for a `new --read-only` session."""
+    uids = ",".join(f"{u}:ro" if u in s.read_only_uids else str(u) for u in s.allow_uids)
+    return (uids or "-") + ("  read-only" if s.read_only else "")
 
 
 def _print_progs(s) -> None:
@@ -236,4 +270,10 @@ def run_attach(args) -> int:
         from bpfsession import caps
 
         keep_caps = caps.parse(args.keep_caps)
-    return attach.attach(args.session, command, keep_caps, args.no_new_privs)
+    names = None
+    if args.maps is not None:
+        from bpfsession import handout
+
+        names = handout.parse_names(args.maps)
+    return attach.attach(args.session, command, keep_caps, args.no_new_privs, args.read_only,
+                         names)

@@ -61,6 +61,14 @@ def parse_fdinfo(text: str) -> dict[str, str]:
     return out
 
 
+def fd_read_only(fdinfo: dict[str, str]) -> bool:
+    """Whether a map fd was opened read-only (BPF_F_RDONLY, or pidfd_getfd of such an fd):
+    its file's access mode, fdinfo's `flags:` in octal, is O_RDONLY (0) rather than O_RDWR
+    (2). Checked on 6.18: BPF_MAP_GET_FD_BY_ID with open_flags BPF_F_RDONLY gives
+    `flags: 02000000`, without them `02000002` (02000000 is O_CLOEXEC)."""
+    return int(fdinfo.get("flags", "2"), 8) & 3 == 0  # O_ACCMODE; O_RDONLY is 0
+
+
 def read_fdinfo(fd: int, pid: int | str = "self") -> dict[str, str]:
     with open(f"/proc/{pid}/fdinfo/{fd}") as f:
         return parse_fdinfo(f.read())
