@@ -11,6 +11,7 @@ import time
 
 from textual.widgets import TabbedContent
 
+from bpfsession.model import Session
 from tests.test_tui_snapshots import AT, ENTRIES, sessions
 from tests.tui_screen import screen_lines, screen_text
 from tui.app import BpfSessionApp
@@ -129,6 +130,35 @@ async def test_programs_tab_rows_unknown_and_none():
         await pilot.press("down")  # percpu-lab: no program
         await until(pilot, lambda: str(note.render()) == "no program uses these maps",
                     "no program")
+
+
+@aio
+async def test_programs_are_looked_up_per_session_not_per_scan():
+    """The look-up walks every network namespace: once per selected session (again only
+    when its map ids change), never on each refresh."""
+    asked: list[str] = []
+
+    class Counting(FixedSource):
+        def programs(self, s):
+            asked.append(s.id)
+            return super().programs(s)
+
+    data = Counting(sessions(), dict(ENTRIES), at=AT)
+    app = BpfSessionApp(data, interval=0.02)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await scanned(pilot)
+        scans = app.stats.scans
+        await until(pilot, lambda: app.stats.scans >= scans + 10, "ten more scans")
+        assert asked == ["3f9a0c21"]
+        await pilot.press("down")
+        await until(pilot, lambda: asked == ["3f9a0c21", "tc-2230"], "the second session's")
+        old = data.sessions[1]  # a new scan's Session, its map ids changed
+        data.sessions[1] = Session(**{n: getattr(old, n) for n in Session.__slots__
+                                      if n != "maps"}, maps=[])
+        await until(pilot, lambda: asked == ["3f9a0c21", "tc-2230", "tc-2230"], "again")
+        scans = app.stats.scans
+        await until(pilot, lambda: app.stats.scans >= scans + 10, "ten more scans")
+        assert asked == ["3f9a0c21", "tc-2230", "tc-2230"]
 
 
 @aio
