@@ -530,3 +530,53 @@ def test_attach_check_refuses_another_users_session_before_the_handover(new_sess
     assert res.returncode == 0, res.stderr
     hint = res.stdout.strip()
     assert hint != "ALLOWED" and "\n" not in hint and "may not attach" in hint, hint
+
+
+@aio
+async def test_programs_tab_names_the_tc_program_and_its_hook(new_session, run_dir, tc_counter):
+    """A `bpfsession new` session holding count_proto's maps: key 4 shows the Programs tab,
+    one row per map naming the program, its type and its tc ingress hook in the netns."""
+    v = tc_counter.veth
+    fds = [bpf.map_get_fd_by_id(tc_counter.map_ids[n]) for n in ("proto_stats", "total_pkts")]
+    try:
+        _, entry = new_session(fds, uniq("tuiprog"))
+    finally:
+        for fd in fds:
+            os.close(fd)
+    app = BpfSessionApp(LiveSource(run_dir=run_dir), interval=FAST)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, app, entry["id"])
+        await pilot.press("4")
+        tabs = app.main.query_one("#detail-tabs")
+        await until(pilot, lambda: tabs.active == "tab-programs", what="the Programs tab")
+        table = detail_table(app, "programs")
+        await until(pilot, lambda: len(table.shown) == 2,
+                    what=lambda: f"two program rows (shown: {table.shown})")
+        for cells in table.shown.values():
+            assert cells[0] in ("proto_stats", "total_pkts")
+            assert cells[1:4] == (str(tc_counter.prog_id), "count_proto", "sched_cls")
+            assert len(cells[4]) == 16  # the tag
+            assert cells[5].startswith(f"tc {v.ns_if} ingress netns {v.netns} "), cells[5]
+        assert {c[0] for c in table.shown.values()} == {"proto_stats", "total_pkts"}
+        assert not app.main.query_one("#programs-note").display
+
+
+def test_programs_of_a_session_are_unknown_to_a_user(new_session, run_dir, make_map):
+    """As uid 65534, LiveSource.programs (the Programs tab's worker) answers None,
+    "unknown", not an empty list that would read as "no program"."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    os.chmod(run_dir, 0o755)
+    _, entry = new_session([make_map(name=uniq("tuiP"))], uniq("tuipuser"))
+    script = ("from tui.source import LiveSource\n"
+              f"src = LiveSource(run_dir={run_dir!r})\n"
+              f"s = next(x for x in src.scan() if x.id == {entry['id']!r})\n"
+              "print(src.programs(s))\n")
+    res = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                          sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "None"

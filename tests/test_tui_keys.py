@@ -11,6 +11,7 @@ import time
 
 from textual.widgets import TabbedContent
 
+from bpfsession.model import Session
 from tests.test_tui_snapshots import AT, ENTRIES, sessions
 from tests.tui_screen import screen_lines, screen_text
 from tui.app import BpfSessionApp
@@ -66,7 +67,7 @@ async def test_question_mark_lists_every_key_and_esc_closes():
         text = screen_text(app)
         for binding in MainScreen.BINDINGS + KeyedTable.BINDINGS:
             assert binding.description in text, binding
-        for key in ("q", "? / F1", "Esc", "/", "1", "2", "3", "s", "S", "Enter"):
+        for key in ("q", "? / F1", "Esc", "/", "1", "2", "3", "4", "s", "S", "Enter"):
             assert f" {key}  " in text, key
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, MainScreen), "help closed")
@@ -99,9 +100,65 @@ async def test_number_keys_switch_the_detail_tabs():
     async with app.run_test(size=(100, 30)) as pilot:
         await scanned(pilot)
         tabs = app.main.query_one("#detail-tabs", TabbedContent)
-        for key, pane in (("2", "tab-procs"), ("3", "tab-env"), ("1", "tab-maps")):
+        for key, pane in (("2", "tab-procs"), ("3", "tab-env"), ("4", "tab-programs"),
+                          ("1", "tab-maps")):
             await pilot.press(key)
             await until(pilot, lambda pane=pane: tabs.active == pane, f"tab {pane}")
+
+
+@aio
+async def test_programs_tab_rows_unknown_and_none():
+    """Key 4: the programs of the selected session's maps (looked up by a worker), one
+    line `unknown (needs root)` when they cannot be known, another when there are none;
+    an outside name is plain text."""
+    row = ("proto_stats", "7", "bad[x]\\x1b", "sched_cls", "0123456789abcdef",
+           "tc veth0 ingress netns blue pref 1")
+    data = FixedSource(sessions(), dict(ENTRIES), at=AT,
+                       progs={"3f9a0c21": [row], "tc-2230": None})
+    app = BpfSessionApp(data, interval=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await scanned(pilot)
+        await pilot.press("4")
+        table = app.main.query_one("#programs", KeyedTable)
+        note = app.main.query_one("#programs-note")
+        await until(pilot, lambda: list(table.shown.values()) == [row], "the program row")
+        await pilot.pause()
+        assert not note.display and "bad[x]" in screen_text(app)
+        await pilot.press("down")  # tc-2230: unknown
+        await until(pilot, lambda: str(note.render()) == "unknown (needs root)" and
+                    note.display and not table.shown, "unknown")
+        await pilot.press("down")  # percpu-lab: no program
+        await until(pilot, lambda: str(note.render()) == "no program uses these maps",
+                    "no program")
+
+
+@aio
+async def test_programs_are_looked_up_per_session_not_per_scan():
+    """The look-up walks every network namespace: once per selected session (again only
+    when its map ids change), never on each refresh."""
+    asked: list[str] = []
+
+    class Counting(FixedSource):
+        def programs(self, s):
+            asked.append(s.id)
+            return super().programs(s)
+
+    data = Counting(sessions(), dict(ENTRIES), at=AT)
+    app = BpfSessionApp(data, interval=0.02)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await scanned(pilot)
+        scans = app.stats.scans
+        await until(pilot, lambda: app.stats.scans >= scans + 10, "ten more scans")
+        assert asked == ["3f9a0c21"]
+        await pilot.press("down")
+        await until(pilot, lambda: asked == ["3f9a0c21", "tc-2230"], "the second session's")
+        old = data.sessions[1]  # a new scan's Session, its map ids changed
+        data.sessions[1] = Session(**{n: getattr(old, n) for n in Session.__slots__
+                                      if n != "maps"}, maps=[])
+        await until(pilot, lambda: asked == ["3f9a0c21", "tc-2230", "tc-2230"], "again")
+        scans = app.stats.scans
+        await until(pilot, lambda: app.stats.scans >= scans + 10, "ten more scans")
+        assert asked == ["3f9a0c21", "tc-2230", "tc-2230"]
 
 
 @aio

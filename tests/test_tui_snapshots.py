@@ -71,8 +71,17 @@ ENTRIES = {
 }
 
 
+PROGS = {"3f9a0c21": [
+    ("proto_stats", "118", "count_proto", "sched_cls", "a04f5eef1d7c2b39",
+     "tc veth-b ingress netns blue pref 49152"),
+    ("total_pkts", "118", "count_proto", "sched_cls", "a04f5eef1d7c2b39",
+     "tc veth-b ingress netns blue pref 49152"),
+], "tc-2230": None}
+
+
 def app(interval=None) -> BpfSessionApp:
-    return BpfSessionApp(FixedSource(sessions(), ENTRIES, at=AT), interval=interval)
+    return BpfSessionApp(FixedSource(sessions(), ENTRIES, at=AT, progs=PROGS),
+                         interval=interval)
 
 
 async def until(pilot, predicate, what: str, timeout: float = 10.0) -> None:
@@ -113,6 +122,17 @@ def test_processes_tab_of_second_session(snap_compare):
                     "the second session's processes tab")
 
     assert snap_compare(app(), terminal_size=(100, 30), run_before=before)
+
+
+def test_programs_tab(snap_compare):
+    async def before(pilot):
+        await scanned(pilot)
+        await pilot.press("4")
+        await until(pilot, lambda: len(shown(pilot, "programs")) == 2 and
+                    pilot.app.main.query_one("#detail-tabs").active == "tab-programs",
+                    "the first session's programs tab")
+
+    assert snap_compare(app(), terminal_size=(120, 30), run_before=before)
 
 
 def test_filtered_by_netns(snap_compare):

@@ -63,3 +63,18 @@ class AttachChecked(Message):
 
     session: Session
     command: list[str] | None
+
+
+@dataclass
+class ProgramsRead(Message):
+    """The programs that use one session's maps (rows as rows.PROGRAM_COLUMNS), None when
+    unknown (not root); `key` is the session id and map ids they were asked for."""
+
+    key: tuple[str, tuple[int, ...]]
+    rows: list[tuple[str, ...]] | None
+
+
+@dataclass
+class ProgramsFailed(Message):
+    key: tuple[str, tuple[int, ...]]
+    hint: str

@@ -25,6 +25,9 @@ MAP_COLUMNS = (("env", "ENV"), ("fd", "FD"), ("id", "ID"), ("name", "NAME"), ("t
                ("key", "KEY"), ("value", "VALUE"), ("max", "MAX"), ("memlock", "MEMLOCK"))
 PROCESS_COLUMNS = (("pid", "PID"), ("ppid", "PPID"), ("comm", "COMM"), ("fds", "MAP FDS"),
                    ("cmdline", "CMDLINE"))
+# The programs that use the session's maps: `show`'s programs table (bpfsession.progs.rows).
+PROGRAM_COLUMNS = (("map", "MAP"), ("prog", "PROG ID"), ("name", "NAME"), ("type", "TYPE"),
+                   ("tag", "TAG"), ("attached", "ATTACHED"))
 ENTRY_COLUMNS = (("key", "KEY"), ("value", "VALUE"), ("rate", "DELTA  RATE"))
 
 ALL_NETNS = "*"  # the netns filter's "no filter"

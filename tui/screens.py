@@ -28,7 +28,14 @@ from bpfsession.errors import BpfSessionError
 from bpfsession.model import Session, SessionMap
 from bpfsession.printable import printable
 from tui import rows
-from tui.messages import MapRead, MapReadFailed, ScanFailed, SessionsScanned
+from tui.messages import (
+    MapRead,
+    MapReadFailed,
+    ProgramsFailed,
+    ProgramsRead,
+    ScanFailed,
+    SessionsScanned,
+)
 from tui.widgets import DetailPane, KeyedTable, SessionsTable
 
 
@@ -66,6 +73,7 @@ class MainScreen(Screen):
         Binding("1", "tab('tab-maps')", "Maps tab", show=False),
         Binding("2", "tab('tab-procs')", "Processes tab", show=False),
         Binding("3", "tab('tab-env')", "Env tab", show=False),
+        Binding("4", "tab('tab-programs')", "Programs tab", show=False),
     ]
 
     def __init__(self) -> None:
@@ -76,6 +84,7 @@ class MainScreen(Screen):
         self._shown_session: Session | None = None
         self._last_error: str | None = None
         self._choices: list[tuple[str, str]] = []
+        self._programs_key: tuple[str, tuple[int, ...]] | None = None  # what is shown/asked
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -197,6 +206,40 @@ class MainScreen(Screen):
             return
         self._shown_session = s
         self.query_one(DetailPane).show(s)
+        self._ask_programs(s)
+
+    # ---- the programs that use the selected session's maps ------------------------------------
+
+    def _ask_programs(self, s: Session | None) -> None:
+        """Look the programs up again when another session is selected or the session's
+        map ids changed; not on every scan (a look-up walks every network namespace)."""
+        key = None if s is None else (s.id, tuple(sorted({m.id for m in s.maps})))
+        if key == self._programs_key:
+            return
+        pane = self.query_one(DetailPane)
+        if s is None or self._programs_key is None or key[0] != self._programs_key[0]:
+            # Never the last session's programs under this one's title.
+            pane.show_programs([], "looking up…" if s is not None else "no session selected")
+        self._programs_key = key
+        if s is not None:
+            self.programs_worker(s, key)
+
+    @work(thread=True, exclusive=True, group="programs")
+    def programs_worker(self, s: Session, key: tuple[str, tuple[int, ...]]) -> None:
+        try:
+            table = self.app.source.programs(s)
+        except BpfSessionError as err:
+            self.post_message(ProgramsFailed(key, err.hint))
+        else:
+            self.post_message(ProgramsRead(key, table))
+
+    def on_programs_read(self, msg: ProgramsRead) -> None:
+        if msg.key == self._programs_key:  # else an answer for a session no longer shown
+            self.query_one(DetailPane).show_programs(msg.rows)
+
+    def on_programs_failed(self, msg: ProgramsFailed) -> None:
+        if msg.key == self._programs_key:
+            self.query_one(DetailPane).show_programs([], msg.hint)
 
     @on(DataTable.RowSelected, "#sessions")
     def _session_chosen(self) -> None:

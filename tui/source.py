@@ -33,6 +33,7 @@ class Source(Protocol):
     def end(self, s: Session) -> str: ...
     def alive(self, s: Session) -> bool: ...
     def check_attach(self, s: Session) -> None: ...
+    def programs(self, s: Session) -> list[tuple[str, ...]] | None: ...
 
 
 class LiveSource:
@@ -94,6 +95,16 @@ class LiveSource:
         for _, fd in pairs:
             os.close(fd)
 
+    def programs(self, s: Session) -> list[tuple[str, ...]] | None:
+        """The programs that use the session's maps, one row per map and program (MAP,
+        PROG ID, NAME, TYPE, TAG, ATTACHED, escaped), as `show` prints them; None when
+        this process may not walk programs (not root). Walks every network namespace:
+        5-25 ms, a worker's job."""
+        from bpfsession import progs
+
+        table = progs.rows({m.id: m.name for m in s.maps})
+        return None if table is None else table[1:]
+
     def alive(self, s: Session) -> bool:
         try:
             os.kill(s.pid, 0)
@@ -113,6 +124,8 @@ class FixedSource:
     at: float = 0.0  # the wall clock the ages are computed against
     typed: bool = True
     refuse_attach: str | None = None  # the hint of a refused attach, if any
+    # session id -> its programs' rows (PROG_COLUMNS), None for "unknown"; absent: none
+    progs: dict[str, list[tuple[str, ...]] | None] = field(default_factory=dict)
 
     def scan(self) -> list[Session]:
         return list(self.sessions)
@@ -138,6 +151,9 @@ class FixedSource:
 
     def alive(self, s: Session) -> bool:
         return any(x.id == s.id for x in self.sessions)
+
+    def programs(self, s: Session) -> list[tuple[str, ...]] | None:
+        return self.progs.get(s.id, [])
 
     def check_attach(self, s: Session) -> None:
         if self.refuse_attach:

@@ -152,6 +152,9 @@ class DetailPane(Vertical):
                 yield KeyedTable(rows.PROCESS_COLUMNS, id="procs")
             with TabPane("3 Env", id="tab-env"):
                 yield Static("", id="env")
+            with TabPane("4 Programs", id="tab-programs"):
+                yield Static("", id="programs-note")
+                yield KeyedTable(rows.PROGRAM_COLUMNS, id="programs")
 
     def show(self, s: Session | None) -> None:
         title = self.query_one("#detail-title", Static)
@@ -169,6 +172,18 @@ class DetailPane(Vertical):
         maps.sync({str(m.fd): rows.map_row(m) for m in s.maps})
         procs.sync({str(p.pid): rows.process_row(p) for p in s.processes})
         env.update(Text(rows.env_text(s).rstrip("\n") or "(no BPF_* variables)"))
+
+    def show_programs(self, table: list[tuple[str, ...]] | None, note: str = "") -> None:
+        """The programs that use the session's maps (a worker found them), or one line
+        instead: `unknown (needs root)` when `table` is None, else `note` if given."""
+        if table is None and not note:
+            note = "unknown (needs root)"
+        elif table is not None and not table and not note:
+            note = "no program uses these maps"
+        self.query_one("#programs-note", Static).update(Text(note))
+        self.query_one("#programs-note", Static).display = bool(note)
+        self.query_one("#programs", KeyedTable).sync(
+            {str(i): cells for i, cells in enumerate(table or ())})
 
     def selected_map(self, s: Session | None) -> SessionMap | None:
         if s is None or not s.maps:
