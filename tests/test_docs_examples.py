@@ -190,12 +190,20 @@ def test_markers_are_read():
 # ---- running them --------------------------------------------------------------------------
 
 # Inside the sandbox: a private /run (netns names, sockets, the registry), /tmp and bpffs,
-# the loopback up, the checkout's venv first on PATH; then the script $1, given $2 as its $1.
+# the loopback up, the checkout's venv first on PATH (bound back in when the checkout is
+# itself under /tmp, as a CI clone may be); then the script $1, given $2 as its $1.
 _SANDBOX = """
 set -e
 cd "$WORK"
 mount -t tmpfs tmpfs /run
+case "$CHECKOUT" in /tmp/*)  # a checkout under /tmp stays visible under the fresh /tmp
+    mkdir /run/checkout && mount --bind "$CHECKOUT" /run/checkout ;;
+esac
 mount -t tmpfs tmpfs /tmp
+if [ -d /run/checkout ]; then
+    mkdir -p "$CHECKOUT" && mount --bind /run/checkout "$CHECKOUT" && umount /run/checkout
+    rmdir /run/checkout
+fi
 mount -t bpf bpf /sys/fs/bpf
 ip link set lo up
 exec sh -e -c "$1" example "$2"
@@ -219,7 +227,7 @@ def run_example(example: Example, work: Path, counter_obj: Path) -> subprocess.C
     script = example.text if example.how == "run" else _SESSION
     env = {"PATH": f"{ROOT}/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
                    "/sbin:/bin", "HOME": str(work), "WORK": str(work), "LANG": "C.UTF-8",
-           "COUNTER_OBJ": "./counter.o", "PYTHONPATH": str(ROOT)}
+           "COUNTER_OBJ": "./counter.o", "PYTHONPATH": str(ROOT), "CHECKOUT": str(ROOT)}
     # The sandbox's /tmp is empty: the object goes to its working directory (kept open).
     shutil.copy(counter_obj, work / "counter.o")
     argv = ["unshare", "--pid", "--kill-child", "--mount-proc", "--net",
