@@ -5,6 +5,13 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+// counter-pinned.bpf.c defines COUNTER_PIN_BY_NAME: the same maps, pinned by name.
+#ifdef COUNTER_PIN_BY_NAME
+#define COUNTER_PINNING __uint(pinning, LIBBPF_PIN_BY_NAME);
+#else
+#define COUNTER_PINNING
+#endif
+
 struct counter {
 	__u64 packets;
 	__u64 bytes;
@@ -15,6 +22,7 @@ struct {
 	__uint(max_entries, 256);
 	__type(key, __u32);
 	__type(value, struct counter);
+	COUNTER_PINNING
 } proto_stats SEC(".maps");
 
 struct {
@@ -22,6 +30,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
+	COUNTER_PINNING
 } total_pkts SEC(".maps");
 
 SEC("tc")
