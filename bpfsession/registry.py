@@ -148,7 +148,7 @@ def write(directory: str, entry: dict) -> str:
         _write_new(tmp, json.dumps(entry, indent=1).encode() + b"\n")
         os.rename(tmp, path)
     except OSError as err:
-        _unlink(tmp)
+        _unlink_quietly(tmp)  # EROFS: the directory went read-only, nothing to remove
         raise BpfSessionError(f"cannot write the session registry entry {path}: "
                               f"{err.strerror}") from None
     return path

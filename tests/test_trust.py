@@ -485,3 +485,25 @@ def test_hostile_session_names_are_refused_in_one_line(sessions, name):
     assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
     assert not _raw_controls(res.stderr) and not os.path.exists(uds)
     assert os.listdir(sessions.run_dir) == []
+
+
+def test_registry_write_into_a_read_only_directory_is_one_error(short_tmp):
+    """The supervisor registers right after it spawns the command, which may have made the
+    registry read-only already (the test above races it): EROFS on the temp file, and on
+    removing it, is the one BpfSessionError the supervisor turns into a warning."""
+    d = short_tmp / "ro"
+    d.mkdir()
+    probe = ("from bpfsession import registry\n"
+             "from bpfsession.errors import BpfSessionError\n"
+             "try:\n"
+             f"    registry.write({str(d)!r}, {{'id': registry.new_id()}})\n"
+             "except BpfSessionError as err:\n"
+             "    print('error:', err.hint)\n")
+    script = (f"mount -t tmpfs none {d} && chmod 755 {d} && mount -o remount,ro {d} && "
+              f"{sys.executable} -c \"$PROBE\"")
+    res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PROBE": probe})
+    assert res.stderr == ""
+    assert res.stdout.startswith(f"error: cannot write the session registry entry {d}/")
+    assert "Read-only file system" in res.stdout
