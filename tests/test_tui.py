@@ -188,16 +188,21 @@ async def test_filter_by_text_and_by_netns(tc_session, make_map, netns):
 # ---- the map view ------------------------------------------------------------------------
 
 
-@aio
-async def test_map_view_is_btf_typed_and_live(tc_session, tc_counter):
+def counter_session(tc_session, tc_counter):
+    """A tc exec session holding the tc program's own maps (by id, in name order)."""
     from bpfsession.kernel import bpf as kbpf
 
     fds = {name: kbpf.map_get_fd_by_id(i) for name, i in sorted(tc_counter.map_ids.items())}
     try:
-        s = tc_session(fds)
+        return tc_session(fds)
     finally:
         for fd in fds.values():
             os.close(fd)
+
+
+@aio
+async def test_map_view_is_btf_typed_and_live(tc_session, tc_counter):
+    s = counter_session(tc_session, tc_counter)
     send_udp(tc_counter.veth.ns_ip, count=3)
     app = BpfSessionApp(interval=FAST)
     async with app.run_test(size=SIZE) as pilot:
@@ -261,14 +266,7 @@ async def test_dump_map_writes_what_map_dump_prints(tc_session, make_map, short_
 async def test_map_view_rates_real_packets_per_field(tc_session, tc_counter):
     """The DELTA RATE of proto_stats's IPv4 entry: the packets counted between two reads
     (the view reads once per read_loop() call with interval=None: no race with a timer)."""
-    from bpfsession.kernel import bpf as kbpf
-
-    fds = {name: kbpf.map_get_fd_by_id(i) for name, i in sorted(tc_counter.map_ids.items())}
-    try:
-        s = tc_session(fds)
-    finally:
-        for fd in fds.values():
-            os.close(fd)
+    s = counter_session(tc_session, tc_counter)
     send_udp(tc_counter.veth.ns_ip, count=2)
     app = BpfSessionApp(interval=None)
     async with app.run_test(size=SIZE) as pilot:
