@@ -8,31 +8,22 @@ is unpinned at teardown, which frees the program and its maps.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import compile_bpf
 from tests.helpers import ROOT, run, uniq
-
-BPF_CFLAGS = ["-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
-              "-I/usr/include/aarch64-linux-gnu"]
 
 MAP_NAMES = ("t_array", "t_hash", "t_lru", "t_counts", "t_pcpu_array", "t_pcpu_hash", "t_lpm",
              "t_progs", "t_outer", "t_inner_a", "t_inner_b")
 
 
 @pytest.fixture(scope="session")
-def typed_obj() -> Path:
-    out_dir = tempfile.mkdtemp(prefix="bstyped", dir="/tmp")
-    out = Path(out_dir) / "typed.bpf.o"
-    run(["clang", *BPF_CFLAGS, "-c", str(ROOT / "tests" / "bpf" / "typed.bpf.c"), "-o",
-         str(out)])
-    yield out
-    shutil.rmtree(out_dir, ignore_errors=True)
+def typed_obj(bpf_build_dir) -> Path:
+    return compile_bpf(ROOT / "tests" / "bpf" / "typed.bpf.c", bpf_build_dir)
 
 
 @dataclass
@@ -90,14 +81,9 @@ def pinned_map(make_map):
 
 
 @pytest.fixture(scope="session")
-def kinds_obj() -> Path:
+def kinds_obj(bpf_build_dir) -> Path:
     """tests/bpf/kinds.bpf.c built once: every BTF kind in hash, array and per-CPU maps."""
-    out_dir = tempfile.mkdtemp(prefix="bskinds", dir="/tmp")
-    out = Path(out_dir) / "kinds.bpf.o"
-    run(["clang", *BPF_CFLAGS, "-c", str(ROOT / "tests" / "bpf" / "kinds.bpf.c"), "-o",
-         str(out)])
-    yield out
-    shutil.rmtree(out_dir, ignore_errors=True)
+    return compile_bpf(ROOT / "tests" / "bpf" / "kinds.bpf.c", bpf_build_dir)
 
 
 @pytest.fixture
