@@ -28,12 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PY, ROOT, installed_env, machine  # noqa: E402
+from bench.common import PY, ROOT, compile_bpf, installed_env, machine  # noqa: E402
 from bpfsession.kernel import bpf  # noqa: E402
 
 SOURCE = ROOT / "bench" / "bpf" / "typed_bench.bpf.c"
-CFLAGS = ["-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
-          "-I/usr/include/aarch64-linux-gnu"]
 MAPS = ("b_hash", "b_array", "b_pcpu")
 FLOW = struct.Struct("<IIHHB3x")
 COUNTERS = struct.Struct("<QQII")
@@ -99,9 +97,8 @@ def main() -> None:
     base = f"/sys/fs/bpf/bsbench{os.getpid()}"
     results: dict[str, list[tuple[float, int, int]]] = {}
     try:
-        obj = os.path.join(cache, "typed_bench.bpf.o")
-        subprocess.run(["clang", *CFLAGS, f"-DENTRIES={opts.entries}", "-c", str(SOURCE),
-                        "-o", obj], check=True)
+        obj = compile_bpf(SOURCE, os.path.join(cache, "typed_bench.bpf.o"),
+                          f"-DENTRIES={opts.entries}")
         os.makedirs(base)
         subprocess.run(["bpftool", "prog", "loadall", obj, f"{base}/progs", "pinmaps",
                         f"{base}/maps"], check=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PY, installed_env, machine  # noqa: E402
+from bench.common import PY, compile_bpf, installed_env, machine  # noqa: E402
 from bpfsession.kernel import bpf  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,10 +39,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 class Loaded:
     def __init__(self, tmp: str):
-        obj = os.path.join(tmp, "events.o")
-        subprocess.run(["clang", "-O2", "-g", "-target", "bpf",
-                        "-I/usr/include/x86_64-linux-gnu", "-c",
-                        str(ROOT / "bench" / "events.bpf.c"), "-o", obj], check=True)
+        obj = compile_bpf(ROOT / "bench" / "events.bpf.c", os.path.join(tmp, "events.o"))
         self.base = f"/sys/fs/bpf/bsbench{os.getpid()}"
         os.makedirs(f"{self.base}/maps")
         subprocess.run(["bpftool", "prog", "loadall", obj, f"{self.base}/progs", "pinmaps",

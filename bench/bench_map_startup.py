@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     ROOT,
+    compile_bpf,
     installed_env,
     machine,
     plain_install,
@@ -51,9 +52,7 @@ def main() -> None:
     try:
         bpf.obj_pin(fd, pin)
         bpf.map_update_elem(fd, (1).to_bytes(4, "little"), (5).to_bytes(8, "little"))
-        obj = os.path.join(tmp, "typed.o")
-        subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
-                        "-c", str(TYPED), "-o", obj], check=True)
+        obj = compile_bpf(TYPED, os.path.join(tmp, "typed.o"))
         os.makedirs(typed)
         subprocess.run(["bpftool", "prog", "loadall", obj, f"{typed}/p", "pinmaps", f"{typed}/m"],
                        check=True)

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (  # noqa: E402
     PY,
     ROOT,
+    compile_bpf,
     end,
     print_ratios,
     round_robin,
@@ -43,9 +44,6 @@ from bench.common import (  # noqa: E402
 )
 from bpfsession import progs  # noqa: E402
 from bpfsession.kernel import bpf  # noqa: E402
-
-BPF_CFLAGS = ["-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
-              "-I/usr/include/aarch64-linux-gnu"]
 
 
 def run(argv: list[str]) -> str:
@@ -64,8 +62,7 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     with workspace("bsbench", [], netns=None) as tmp:
         try:
-            obj = os.path.join(tmp, "counter.o")
-            run(["clang", *BPF_CFLAGS, "-c", str(ROOT / "bpf" / "counter.bpf.c"), "-o", obj])
+            obj = compile_bpf(ROOT / "bpf" / "counter.bpf.c", os.path.join(tmp, "counter.o"))
             for i, name in enumerate(names):
                 run(["ip", "netns", "add", name])
                 run(["ip", "link", "add", f"{tag}h{i}", "type", "veth", "peer", "name",

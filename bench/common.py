@@ -26,6 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
 
 
+BPF_CFLAGS = ["-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
+              "-I/usr/include/aarch64-linux-gnu"]
+
+
+def compile_bpf(source, obj: str, *defines: str) -> str:
+    """`clang -target bpf` of one BPF C file (with BTF) into `obj`; returns `obj`."""
+    subprocess.run(["clang", *BPF_CFLAGS, *defines, "-c", str(source), "-o", obj], check=True)
+    return obj
+
+
 def machine() -> str:
     """The machine a result was taken on; ratios travel, absolute times do not."""
     return f"{os.cpu_count()} CPUs, Linux {os.uname().release}"
